@@ -1,0 +1,1 @@
+"""The ``convae`` command line (installed as ``convae.cli``)."""

@@ -1,0 +1,305 @@
+"""``convae``: train, evaluate and use convolutional-autoencoder image codecs from the shell.
+
+Library imports happen inside the commands so ``--help`` and ``--version`` stay instant.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from convae.cli.console import errors, fail, print_json, progress, stderr, stdout
+
+app = typer.Typer(
+    name="convae",
+    help="Learned image codecs you can train, measure and script.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Registry name or PATH.safetensors.")]
+DataOpt = Annotated[str, typer.Option("--data", "-d", help="fashion-mnist:PATH[:train|test] or a folder of images.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from convae import __version__
+
+        typer.echo(f"convae {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Learned image codecs you can train, measure and script."""
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise fail(f"--device {name!r}: use auto, cpu or cuda", 2)
+    if name == "cuda" and not torch.cuda.is_available():
+        raise fail("--device cuda: no CUDA device is available", 2)
+    return name
+
+
+def _table(title: str, rows: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    for k, v in rows.items():
+        table.add_row(str(k), f"{v:.4f}" if isinstance(v, float) else str(v))
+    stdout.print(table)
+
+
+@app.command("models")
+def models_cmd(
+    pattern: Annotated[str, typer.Argument(help="Wildcard filter, e.g. 'fm-*'.")] = "*",
+    json_out: JsonOpt = False,
+) -> None:
+    """List registered variants.
+
+    Example: [bold]convae models 'fm-*' --json[/]
+    """
+    with errors():
+        from convae.catalog import describe_models
+
+        rows = describe_models(pattern)
+        if json_out:
+            print_json(rows)
+            return
+        from rich.table import Table
+
+        table = Table(title="convae variants")
+        for col in ("name", "params", "latent 28x28", "latent 256x256", "in ch", "default bpp", "pretrained"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["name"], f"{r['params']:,}", "x".join(map(str, r["latent_28"])),
+                          "x".join(map(str, r["latent_256"])), str(r["in_channels"]),
+                          f"{r['default_bpp']:.2f}" if r["default_bpp"] is not None else "-",
+                          "yes" if r["pretrained"] else "no")
+        stdout.print(table)
+
+
+@app.command("train")
+def train_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the weights (.safetensors).")],
+    data: DataOpt,
+    model: Annotated[str, typer.Option("--model", "-m", help="Variant name to train.")] = "seed",
+    recipe: Annotated[str, typer.Option(help="Recipe: fast (default) or blog.")] = "fast",
+    epochs: Annotated[int | None, typer.Option(help="Epochs (recipe default if omitted).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Global batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="(Peak) learning rate.")] = None,
+    crop: Annotated[int | None, typer.Option(help="Train on random CROP x CROP patches.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
+    nproc: Annotated[int, typer.Option(help="Launch N processes with torchrun (DDP).")] = 1,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads per process.")] = None,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a variant and save safetensors weights, loss history (JSON) and a loss curve (PNG).
+
+    Example: [bold]convae train --model seed --data fashion-mnist:data/fmnist --epochs 5 --out seed.safetensors[/]
+    """
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from convae.distributed import launch
+
+        raise typer.Exit(launch(nproc))
+    with errors():
+        import torch
+        from convae.registry import create_model
+
+        from convae.data import load_dataset
+        from convae.distributed import setup_distributed
+        from convae.recipes import RECIPES
+        from convae.train import train
+
+        if recipe not in RECIPES:
+            raise fail(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}", 2)
+        if epochs is not None and epochs < 1:
+            raise fail(f"--epochs {epochs}: must be at least 1", 2)
+        if threads:
+            torch.set_num_threads(threads)
+        rank = setup_distributed(_device(device))
+        chosen = RECIPES[recipe].override(epochs=epochs, batch_size=batch_size, lr=lr)
+        net = create_model(model)
+        ds = load_dataset(data, net.in_channels)
+        show = rank == 0 and not quiet
+        steps = len(ds.train) * chosen.epochs
+        with progress(steps, f"train {model}", quiet=not show, info="") as bar:
+            task = bar.task_ids[0]
+
+            def on_step(n: int, loss: float) -> None:
+                bar.update(task, advance=n, info=f"mse {loss:.5f}")
+
+            def on_epoch(rec: dict) -> None:
+                if show:
+                    test = f"  test {rec['test_mse']:.5f}" if rec["test_mse"] is not None else ""
+                    stderr.print(f"epoch {rec['epoch']}/{chosen.epochs}  train {rec['train_mse']:.5f}{test}"
+                                 f"  {rec['images_per_s']:.0f} img/s")
+
+            result = train(net, ds, out, chosen, seed=seed, crop=crop, resume=resume, force=force,
+                           on_step=on_step, on_epoch=on_epoch)
+        if show:
+            last = result.history[-1]
+            stderr.print(f"saved {out} (sha256 {result.sha256[:12]}…); train MSE {last['train_mse']:.5f}"
+                         + (f", test MSE {last['test_mse']:.5f}" if last["test_mse"] is not None else "")
+                         + f"; global batch {result.extra['global_batch']}, lr {result.extra['lr']},"
+                           f" {result.extra['processes']} process(es)")
+
+
+@app.command("eval")
+def eval_cmd(
+    data: DataOpt,
+    model: ModelOpt = None,
+    bits: Annotated[int | None, typer.Option(help="Quantisation bits (uniform variants).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N images.")] = None,
+    grid: Annotated[Path | None, typer.Option(help="Write originals above reconstructions to this PNG.")] = None,
+    grid_count: Annotated[int, typer.Option(help="Images in the grid.")] = 16,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure MSE, PSNR, SSIM and bits per pixel of a model on a data set.
+
+    Example: [bold]convae eval --model seed --data fashion-mnist:data/fmnist --json[/]
+    """
+    with errors():
+        from convae.evaluate import evaluate
+
+        if grid is not None and grid.exists():
+            raise fail(f"{grid} already exists; remove it or choose another --grid", 1)
+        result = evaluate(model, data, bits=bits, limit=limit, grid=grid, grid_count=grid_count)
+        if json_out:
+            print_json(result)
+        else:
+            _table(f"eval {result['model']} on {data}", result)
+
+
+@app.command("compress")
+def compress_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders, then OUT.npy.")],
+    model: ModelOpt = None,
+    bits: Annotated[int | None, typer.Option(help="Quantisation bits (default: the model's).")] = None,
+    raw: Annotated[bool, typer.Option("--raw", help="Store plain integer latents, no entropy coding.")] = False,
+    shard: Annotated[str | None, typer.Option(help="K/N: only the K-th of N slices of the input list.")] = None,
+    on_error: Annotated[str, typer.Option(help="stop or skip unreadable inputs.")] = "stop",
+    verify: Annotated[bool, typer.Option(help="Also report PSNR/SSIM of the reconstructions.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 256,
+    device: DeviceOpt = "cpu",
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compress images into OUT.npy (codes) and OUT.json (manifest).
+
+    Example: [bold]convae compress images/ out.npy[/]
+    """
+    if len(paths) < 2:
+        raise fail("give at least one input and the output: convae compress INPUT... OUT.npy", 2)
+    *inputs, out = paths
+    with errors():
+        from convae.codec import compress, parse_shard
+        from convae.images import find_images
+
+        k_n = parse_shard(shard)
+        _, files = find_images(inputs)
+        with progress(len(files), "compress", quiet) as bar:
+            summary = compress(inputs, out, model=model, bits=bits, raw=raw, shard=k_n, on_error=on_error,
+                               force=force, verify=verify, batch_size=batch_size, device=_device(device),
+                               progress=lambda n: bar.advance(bar.task_ids[0], n))
+        _report(summary.as_dict(), "compress", json_out, quiet)
+        if summary.skipped:
+            raise typer.Exit(1)
+
+
+@app.command("decompress")
+def decompress_cmd(
+    codes: Annotated[Path, typer.Argument(help="The .npy codes file (its .json manifest beside it).")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the PNGs.")],
+    model: ModelOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 256,
+    device: DeviceOpt = "cpu",
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Decode a code file into one PNG per image, at original size and mode.
+
+    Example: [bold]convae decompress out.npy recon/[/]
+    """
+    with errors():
+        from convae.codec import decompress
+
+        with progress(None, "decompress", quiet) as bar:
+            summary = decompress(codes, out_dir, model=model, force=force, batch_size=batch_size,
+                                 device=_device(device), progress=lambda n: bar.advance(bar.task_ids[0], n))
+        _report(summary.as_dict(), "decompress", json_out, quiet)
+
+
+@app.command("info")
+def info_cmd(
+    codes: Annotated[Path, typer.Argument(help="The .npy codes file.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Show what a code file holds, without decoding it.
+
+    Example: [bold]convae info out.npy --json[/]
+    """
+    with errors():
+        from convae.codeinfo import describe_codes
+
+        info = describe_codes(codes)
+        if json_out:
+            print_json(info)
+        else:
+            _table(f"{codes}", {k: v for k, v in info.items() if not isinstance(v, (list, dict))})
+
+
+@app.command("merge")
+def merge_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Shard .npy files, then OUT.npy.")],
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Join the shards of a `compress --shard K/N` job into one code file.
+
+    Example: [bold]convae merge part-*.npy all.npy[/]
+    """
+    if len(paths) < 2:
+        raise fail("give the shard files and the output: convae merge SHARD.npy... OUT.npy", 2)
+    *shards, out = paths
+    with errors():
+        from convae.merge import merge
+
+        result = merge(shards, out, force=force)
+        _report(result, "merge", json_out, quiet)
+
+
+def _report(result: dict, title: str, json_out: bool, quiet: bool) -> None:
+    if json_out:
+        print_json(result)
+    elif not quiet:
+        _table(title, {k: v for k, v in result.items() if not isinstance(v, (list, dict))} | result.get("verify", {}))
+        for item in result.get("skipped", []):
+            stderr.print(f"skipped {item['path']}: {item['error']}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,251 @@
+"""The on-disk code format: ``OUT.npy`` (codes) plus ``OUT.json`` (manifest). See docs/FORMAT.md.
+
+The manifest carries a magic, a version, the model's name and weights sha256, the quantiser,
+the sha256 of the .npy, per-image paths, sizes, modes and byte counts, and a checksum over
+itself. Both files are written to temporary files and renamed into place; the .npy sha256 in
+the manifest ties the pair together, so a reader never accepts one without its partner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convae.atomic import check_writable, commit, temp_path
+from convae.errors import FormatError, OutputError
+from convae.images import MAX_PIXELS
+
+MAGIC = "convae-codes"
+VERSION = 1
+CODINGS = ("ans", "raw")
+DTYPES = ("uint8", "uint16")
+MAX_IMAGES = 1 << 31
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One coded image: its path relative to the input root, original size/mode, and byte counts."""
+
+    path: str
+    width: int
+    height: int
+    mode: str
+    has_alpha: bool
+    nbytes: int
+    alpha_nbytes: int = 0
+
+
+def manifest_path(codes: Path) -> Path:
+    """The manifest that belongs to a codes file: same name, ``.json`` suffix."""
+    return codes.with_suffix(".json")
+
+
+def symbol_dtype(levels: int) -> np.dtype:
+    """Smallest unsigned dtype that holds symbols in ``[0, levels)``."""
+    return np.dtype(np.uint8 if levels <= 256 else np.uint16)
+
+
+def _groups(entries: list[ImageEntry]) -> list[list[Any]]:
+    runs: list[list[Any]] = []
+    for e in entries:
+        key = [e.width, e.height, e.mode, e.has_alpha]
+        if runs and runs[-1][1:] == key:
+            runs[-1][0] += 1
+        else:
+            runs.append([1, *key])
+    return runs
+
+
+def _checksum(doc: dict[str, Any]) -> str:
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def build_manifest(header: dict[str, Any], entries: list[ImageEntry], codes: dict[str, Any]) -> dict[str, Any]:
+    """The manifest document for ``entries`` (header holds model, quantizer and coding)."""
+    images: dict[str, Any] = {
+        "count": len(entries),
+        "paths": [e.path for e in entries],
+        "groups": _groups(entries),
+        "nbytes": [e.nbytes for e in entries],
+    }
+    if any(e.alpha_nbytes for e in entries):
+        images["alpha_nbytes"] = [e.alpha_nbytes for e in entries]
+    doc = {"format": MAGIC, "version": VERSION, **header, "codes": codes, "images": images}
+    doc["checksum"] = _checksum(doc)
+    return doc
+
+
+class CodeWriter:
+    """Streams per-image code bytes to a temporary file; ``commit`` writes the .npy + manifest pair."""
+
+    def __init__(self, out: Path, force: bool) -> None:
+        self.out = out
+        self.manifest = manifest_path(out)
+        if out.suffix != ".npy":
+            raise OutputError(f"{out}: the codes file must end in .npy")
+        check_writable(out, force)
+        check_writable(self.manifest, force)
+        self._stack = ExitStack()
+        self._raw_path = self._stack.enter_context(temp_path(out))
+        self._raw = self._stack.enter_context(open(self._raw_path, "wb"))  # noqa: SIM115 (closed by the stack)
+        self.entries: list[ImageEntry] = []
+
+    def add(self, entry: ImageEntry, payload: bytes) -> None:
+        """Append one image's code bytes."""
+        if len(payload) != entry.nbytes:
+            raise AssertionError("payload length disagrees with its entry")
+        try:
+            self._raw.write(payload)
+        except OSError as exc:
+            self.close()
+            raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
+        self.entries.append(entry)
+
+    def commit(self, header: dict[str, Any], dtype: np.dtype, shape: tuple[int, ...] | None) -> dict[str, Any]:
+        """Write ``out.npy`` with ``dtype`` (flat unless ``shape``) and its manifest; return the manifest."""
+        try:
+            self._raw.close()
+            with temp_path(self.out) as npy_tmp, temp_path(self.manifest) as json_tmp:
+                total = sum(e.nbytes for e in self.entries) // dtype.itemsize
+                shape = shape or (total,)
+                _raw_to_npy(self._raw_path, npy_tmp, dtype, shape)
+                codes = {"sha256": file_sha256(npy_tmp), "dtype": dtype.name, "shape": list(shape)}
+                doc = build_manifest(header, self.entries, codes)
+                json_tmp.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+                commit(npy_tmp, self.out)
+                commit(json_tmp, self.manifest)
+        finally:
+            self.close()
+        return doc
+
+    def close(self) -> None:
+        """Drop temporary files (called on success and on failure)."""
+        self._stack.close()
+
+
+def _raw_to_npy(raw: Path, npy: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    arr = np.lib.format.open_memmap(npy, mode="w+", dtype=dtype, shape=shape)
+    header_len = arr.offset  # numpy wrote the header; stream the code bytes after it
+    del arr
+    with open(raw, "rb") as src, open(npy, "r+b") as dst:
+        dst.seek(header_len)
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass
+class CodeFile:
+    """A validated code file: the manifest, its image entries, and the codes as a read-only array."""
+
+    path: Path
+    manifest: dict[str, Any]
+    entries: list[ImageEntry]
+    codes: np.ndarray
+
+    def payloads(self) -> Iterator[tuple[ImageEntry, bytes]]:
+        """Each image's code bytes, in order."""
+        flat = self.codes.reshape(-1).view(np.uint8)
+        offset = 0
+        for e in self.entries:
+            yield e, flat[offset : offset + e.nbytes].tobytes()
+            offset += e.nbytes
+
+
+def read_manifest(codes_path: Path) -> dict[str, Any]:
+    """Load and validate a manifest document (structure, version, checksum)."""
+    path = manifest_path(codes_path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise FormatError(f"{path}: manifest missing (it must sit beside {codes_path.name})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{path}: cannot read manifest ({exc})") from exc
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise FormatError(f"{path}: manifest is not valid JSON") from exc
+    if not isinstance(doc, dict) or doc.get("format") != MAGIC:
+        raise FormatError(f"{path}: not a convae manifest (no {MAGIC!r} magic)")
+    if doc.get("version") != VERSION:
+        raise FormatError(
+            f"{path}: manifest format version {doc.get('version')!r} is not supported "
+            f"(this convae reads version {VERSION}); use a matching convae release"
+        )
+    if doc.get("checksum") != _checksum(doc):
+        raise FormatError(f"{path}: manifest checksum mismatch (edited or corrupt)")
+    return doc
+
+
+def _entries(doc: dict[str, Any], where: Path) -> list[ImageEntry]:
+    try:
+        images = doc["images"]
+        n = images["count"]
+        paths, nbytes, groups = images["paths"], images["nbytes"], images["groups"]
+        alpha = images.get("alpha_nbytes", [0] * n)
+        _check(isinstance(n, int) and 0 < n < MAX_IMAGES, "bad image count")
+        _check(len(paths) == n and len(nbytes) == n and len(alpha) == n, "per-image lists disagree with count")
+        _check(all(isinstance(p, str) and p and not p.startswith("/") and ".." not in p.split("/") for p in paths),
+               "bad image path")
+        _check(len(set(paths)) == n, "duplicate image path")
+        _check(all(isinstance(b, int) and b >= 0 for b in nbytes + alpha), "bad byte count")
+        sizes = []
+        for g in groups:
+            count, w, h, mode, has_alpha = g
+            _check(isinstance(count, int) and count > 0 and isinstance(mode, str) and isinstance(has_alpha, bool),
+                   "bad group")
+            _check(isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0 and w * h <= MAX_PIXELS,
+                   "bad image size")
+            sizes += [(w, h, mode, has_alpha)] * count
+        _check(len(sizes) == n, "groups disagree with count")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"{where}: manifest is malformed ({exc})") from exc
+    return [ImageEntry(p, *s, b, a) for p, s, b, a in zip(paths, sizes, nbytes, alpha, strict=True)]
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(what)
+
+
+def open_codes(codes_path: Path) -> CodeFile:
+    """Open and cross-check a codes file with its manifest; any mismatch raises ``FormatError``."""
+    if not codes_path.is_file():
+        raise FormatError(f"{codes_path}: no such codes file")
+    doc = read_manifest(codes_path)
+    entries = _entries(doc, manifest_path(codes_path))
+    codes_meta = doc.get("codes")
+    if not isinstance(codes_meta, dict) or codes_meta.get("dtype") not in DTYPES:
+        raise FormatError(f"{manifest_path(codes_path)}: manifest is malformed (codes)")
+    if doc.get("coding") not in CODINGS:
+        raise FormatError(f"{manifest_path(codes_path)}: unknown coding {doc.get('coding')!r}")
+    if file_sha256(codes_path) != codes_meta.get("sha256"):
+        raise FormatError(f"{codes_path}: codes do not match their manifest (sha256 differs: replaced or corrupt)")
+    try:
+        codes = np.load(codes_path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise FormatError(f"{codes_path}: not a valid .npy file ({exc})") from exc
+    if codes.dtype.name != codes_meta["dtype"] or list(codes.shape) != codes_meta.get("shape"):
+        raise FormatError(f"{codes_path}: array dtype/shape disagree with the manifest")
+    if codes.nbytes != sum(e.nbytes for e in entries):
+        raise FormatError(f"{codes_path}: array length disagrees with the manifest's byte counts")
+    return CodeFile(codes_path, doc, entries, codes)

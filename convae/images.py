@@ -1,0 +1,161 @@
+"""Read any common image file into uint8 pixels for a model, and restore reconstructions.
+
+Modes: 1, L, LA, P, PA, RGB, RGBA, CMYK, YCbCr, I;16 (and variants), I, F. EXIF orientation is
+applied. Alpha is split off (kept losslessly by the codec); 16-bit images are coded at 8 bits
+and written back as 16-bit. PNG cannot hold CMYK, so CMYK images come back as RGB.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from convae.errors import DataError
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+MAX_PIXELS = 1 << 28  # 268 M pixels (16384 x 16384); larger declared sizes are refused as bombs
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_GRAY = ("1", "L", "LA", "La", "F", *_SIXTEEN_BIT)
+
+
+@dataclass
+class Decoded:
+    """Pixels as the model needs them, plus what is needed to restore the original."""
+
+    pixels: np.ndarray  # (H, W, C) uint8, C = the model's channels
+    alpha: np.ndarray | None  # (H, W) uint8, None when the image has no or a fully opaque alpha
+    mode: str  # original PIL mode
+    has_alpha: bool
+
+
+def find_images(inputs: list[Path]) -> tuple[Path, list[Path]]:
+    """Expand files and folders (recursively) into image files sorted by path relative to a root.
+
+    The root is the input folder itself for a single folder, else the common parent of all inputs.
+    """
+    files: list[Path] = []
+    for item in inputs:
+        if not item.exists():
+            raise DataError(f"{item}: no such file or folder")
+        if item.is_dir():
+            found = [p for p in item.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file()]
+            if not found:
+                raise DataError(f"{item}: folder holds no images ({', '.join(EXTENSIONS)})")
+            files.extend(found)
+        else:
+            files.append(item)
+    if len(inputs) == 1 and inputs[0].is_dir():
+        root = inputs[0]
+    else:
+        root = Path(_common_parent([p.resolve() for p in files]))
+        files = [p.resolve() for p in files]
+    files = sorted(set(files), key=lambda p: p.relative_to(root).as_posix())
+    return root, files
+
+
+def _common_parent(paths: list[Path]) -> str:
+    import os
+
+    parents = [str(p.parent) for p in paths]
+    return os.path.commonpath(parents)
+
+
+def probe(path: Path) -> tuple[int, int, str]:
+    """Width, height and mode from the header only (after EXIF rotation); refuses bombs."""
+    with _open(path) as img:
+        w, h = img.size
+        if _exif_rotates(img):
+            w, h = h, w
+        return w, h, img.mode
+
+
+def read_image(path: Path, channels: int) -> Decoded:
+    """Decode ``path`` into uint8 pixels with ``channels`` (1 or 3) channels."""
+    with _open(path) as img:
+        try:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise DataError(f"{path}: cannot decode image ({exc})") from exc
+        return _split(img, channels)
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{path}: refused as a decompression bomb ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise DataError(f"{path}: not an image file, or an unsupported format") from exc
+    except PermissionError as exc:
+        raise DataError(f"{path}: permission denied") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    w, h = img.size
+    if w * h > MAX_PIXELS or w <= 0 or h <= 0:
+        img.close()
+        raise DataError(f"{path}: declares {w}x{h} pixels, refused as a decompression bomb")
+    return img
+
+
+def _exif_rotates(img: Image.Image) -> bool:
+    try:
+        return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:  # malformed EXIF: exif_transpose will report it on load
+        return False
+
+
+def _split(img: Image.Image, channels: int) -> Decoded:
+    mode = img.mode
+    alpha = None
+    has_alpha = mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        img = img.convert("LA" if mode in ("LA", "La") else "RGBA")
+        a = np.asarray(img.getchannel("A"))
+        alpha = None if bool((a == 255).all()) else a.copy()
+        img = img.convert("L" if img.mode == "LA" else "RGB")
+    if mode in _SIXTEEN_BIT:
+        wide = np.asarray(img, dtype=np.int64)
+        gray = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
+        img = Image.fromarray(gray, "L")
+    elif img.mode not in ("L", "RGB"):
+        img = img.convert("L" if mode in _GRAY else "RGB")
+    img = img.convert("L" if channels == 1 else "RGB")
+    pixels = np.array(img, dtype=np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    return Decoded(np.ascontiguousarray(pixels), alpha, mode, has_alpha)
+
+
+def restore(pixels: np.ndarray, mode: str, alpha: np.ndarray | None, has_alpha: bool) -> Image.Image:
+    """Turn reconstructed uint8 ``(H, W, C)`` pixels back into an image of the original mode."""
+    img = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, "L" if pixels.shape[2] == 1 else "RGB")
+    gray = mode in _GRAY
+    img = img.convert("L" if gray else "RGB")
+    if has_alpha:
+        a = Image.fromarray(alpha, "L") if alpha is not None else Image.new("L", img.size, 255)
+        img.putalpha(a)
+        return img
+    if mode in _SIXTEEN_BIT:
+        wide = np.asarray(img, dtype=np.uint16) * np.uint16(257)
+        return Image.fromarray(wide, "I;16")
+    if mode == "1":
+        return img.convert("1", dither=Image.Dither.NONE)
+    if mode == "P":
+        return img.quantize(256, dither=Image.Dither.NONE)
+    return img
+
+
+def output_name(rel: str, taken: set[str]) -> str:
+    """Relative PNG path for an input's relative path; keeps the old suffix on a clash."""
+    stem = rel.rsplit(".", 1)[0] if "." in Path(rel).name else rel
+    name = stem + ".png"
+    if name in taken:
+        name = rel + ".png"
+    return name

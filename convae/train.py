@@ -1,0 +1,230 @@
+"""The training loop: seeded, resumable, single process or DistributedDataParallel (torchrun).
+
+Each epoch draws its order from ``DistributedSampler`` (one replica when not distributed), so a
+run on N processes with per-rank batch B sees the same global batches as one process with N*B.
+Only rank 0 writes checkpoints, history and progress.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data.distributed import DistributedSampler
+
+from convae import __version__
+from convae.atomic import check_writable, write_bytes
+from convae.checkpoint import load_checkpoint, save_checkpoint
+from convae.data import Dataset, ImageSet
+from convae.errors import TrainingError, UsageError
+from convae.models.base import Autoencoder
+from convae.recipes import Recipe
+from convae.weightfile import save_weights
+
+EpochCallback = Callable[[dict[str, Any]], None]
+StepCallback = Callable[[int, float], None]
+
+
+@dataclass
+class TrainResult:
+    """Where the outputs went and the final numbers."""
+
+    weights: Path
+    history: list[dict[str, Any]]
+    sha256: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def checkpoint_path(out: Path) -> Path:
+    """The per-epoch checkpoint that belongs to ``out``."""
+    return out.with_name(out.stem + ".ckpt.safetensors")
+
+
+def history_path(out: Path) -> Path:
+    """The loss history (JSON) that belongs to ``out``."""
+    return out.with_name(out.stem + ".history.json")
+
+
+def curve_path(out: Path) -> Path:
+    """The loss-curve PNG that belongs to ``out``."""
+    return out.with_name(out.stem + ".loss.png")
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _sampler(n: int, seed: int, rank: int, world: int) -> DistributedSampler:
+    return DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+
+
+@torch.inference_mode()
+def mean_mse(model: Autoencoder, images: ImageSet, batch_size: int = 1000, crop: int | None = None) -> float:
+    """True mean squared error over a whole image set (float latents, no quantisation)."""
+    model.eval()
+    total, count = 0.0, 0
+    gen = torch.Generator().manual_seed(0)
+    for start in range(0, len(images), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(images)))
+        x = images.batch(idx, crop, gen)
+        total += float(((model(x)[0] - x) ** 2).flatten(1).mean(1).sum())
+        count += len(idx)
+    return total / max(count, 1)
+
+
+def train(
+    model: Autoencoder,
+    data: Dataset,
+    out: Path,
+    recipe: Recipe,
+    seed: int = 0,
+    crop: int | None = None,
+    resume: bool = False,
+    force: bool = False,
+    on_step: StepCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data`` with ``recipe``; write weights, history and loss curve beside ``out``."""
+    if recipe.epochs < 1:
+        raise UsageError(f"--epochs {recipe.epochs}: must be at least 1")
+    if recipe.batch_size < 1 or not recipe.lr > 0:
+        raise UsageError("--batch-size and --lr must be positive")
+    rank, world = _rank_world()
+    ckpt = checkpoint_path(out)
+    if rank == 0:
+        check_writable(out, force or resume)
+        if resume and not ckpt.is_file():
+            raise UsageError(f"--resume: no checkpoint {ckpt} to resume from")
+        if not resume and ckpt.exists() and not force:
+            raise UsageError(f"{ckpt} exists from an earlier run; pass --resume to continue it or --force")
+    if recipe.batch_size % world:
+        raise UsageError(f"--batch-size {recipe.batch_size} must divide by the {world} processes")
+    torch.manual_seed(seed)
+    n = len(data.train)
+    local_batch = recipe.batch_size // world
+    steps_per_epoch = math.ceil(math.ceil(n / world) / local_batch)
+    net = model.to(memory_format=torch.channels_last)
+    ddp = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    scheduler = None
+    if recipe.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25
+        )
+    state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
+    if resume:
+        state = load_checkpoint(ckpt, net, optimizer, scheduler)
+    sampler = _sampler(n, seed, rank, world)
+    gen = torch.Generator()
+    for epoch in range(state["epoch"], recipe.epochs):
+        net.train()
+        sampler.set_epoch(epoch)
+        gen.manual_seed(seed * 100003 + epoch * 1009 + rank)
+        order = torch.tensor(list(sampler))
+        t0 = time.perf_counter()
+        loss_sum, seen = 0.0, 0
+        for step in range(0, len(order), local_batch):
+            idx = order[step : step + local_batch]
+            x = data.train.batch(idx, crop, gen).contiguous(memory_format=torch.channels_last)
+            loss, terms = net.criterion(x, ddp(x))
+            if not math.isfinite(loss.item()):
+                where = f"epoch {epoch + 1}, step {step // local_batch + 1}"
+                last = f"last good checkpoint: {ckpt}" if ckpt.exists() else "no checkpoint yet"
+                raise TrainingError(f"loss became {loss.item()} at {where}; {last}; try a lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            loss_sum += terms["mse"] * len(idx)
+            seen += len(idx)
+            if on_step and rank == 0:
+                on_step(len(idx) * world, loss_sum / seen)
+        seconds = time.perf_counter() - t0
+        record = {
+            "epoch": epoch + 1,
+            "train_mse": _global_mean(loss_sum, seen),
+            "test_mse": mean_mse(net, data.test, crop=crop) if data.test is not None else None,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(seconds, 3),
+            "images_per_s": round(seen * world / seconds, 1),
+            **{k: v for k, v in terms.items() if k != "mse"},
+        }
+        state = {"epoch": epoch + 1, "history": [*state["history"], record], "seconds": state["seconds"] + seconds}
+        if rank == 0:
+            save_checkpoint(ckpt, net, optimizer, scheduler, state)
+            if on_epoch:
+                on_epoch(record)
+    return _finish(net, data, out, recipe, seed, crop, state, extra_metadata or {}, rank, world)
+
+
+def _global_mean(total: float, count: int) -> float:
+    if dist.is_available() and dist.is_initialized():
+        t = torch.tensor([total, float(count)], dtype=torch.float64)
+        dist.all_reduce(t)
+        total, count = float(t[0]), int(t[1])
+    return total / max(count, 1)
+
+
+def _finish(net: Autoencoder, data: Dataset, out: Path, recipe: Recipe, seed: int, crop: int | None,
+            state: dict[str, Any], extra: dict[str, Any], rank: int, world: int) -> TrainResult:
+    from convae.calibrate import calibrate
+
+    net = net.to(memory_format=torch.contiguous_format).eval()
+    calibrate(net, data.train, crop)
+    history = state["history"]
+    last = history[-1]
+    meta = {
+        "dataset": data.spec,
+        "dataset_info": data.info,
+        "epochs": last["epoch"],
+        "recipe": recipe.as_dict(),
+        "seed": seed,
+        "crop": crop,
+        "processes": world,
+        "final_train_mse": last["train_mse"],
+        "final_test_mse": last["test_mse"],
+        "train_seconds": round(state["seconds"], 1),
+        **extra,
+    }
+    sha = ""
+    if rank == 0:
+        sha = save_weights(net, out, meta)
+        doc = {"version": __version__, "history": history}
+        write_bytes(history_path(out), (json.dumps(doc, indent=1) + "\n").encode())
+        plot_history(history, curve_path(out), f"{net.variant} on {data.spec}")
+    return TrainResult(out, history, sha, {"processes": world, "global_batch": recipe.batch_size, "lr": recipe.lr})
+
+
+def plot_history(history: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Loss-curve PNG: train and test MSE per epoch (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_mse"] for h in history], marker="o", label="train MSE")
+    if history[0].get("test_mse") is not None:
+        ax.plot(epochs, [h["test_mse"] for h in history], marker="s", label="test MSE")
+    ax.set(xlabel="epoch", ylabel="mean squared error", yscale="log", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())

@@ -1,0 +1,77 @@
+"""Load a ready model by registry name (shipped weights) or by weights path."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from convae.errors import WeightsError
+from convae.models.base import Autoencoder
+from convae.registry import create_model, get_spec
+from convae.weightfile import read_weights
+
+DEFAULT_MODEL = "seed"
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode with where it came from."""
+
+    model: Autoencoder
+    sha256: str
+    source: str  # registry name for shipped weights, else the file path
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def shipped_weights(name: str) -> Path | None:
+    """Path of a variant's shipped weights inside the package, if any."""
+    spec = get_spec(name)
+    if not spec.pretrained:
+        return None
+    path = Path(str(resources.files("convae") / "weights" / spec.pretrained))
+    return path if path.is_file() else None
+
+
+def is_weights_path(name_or_path: str) -> bool:
+    """True when the argument names a file rather than a registry variant."""
+    return name_or_path.endswith(".safetensors") or "/" in name_or_path or Path(name_or_path).is_file()
+
+
+def load_model(name_or_path: str | None = None, expect_variant: str | None = None) -> LoadedModel:
+    """Load a trained model: a registry name uses its shipped weights, a path its file."""
+    name_or_path = name_or_path or DEFAULT_MODEL
+    if is_weights_path(name_or_path):
+        path, source = Path(name_or_path), name_or_path
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} does not exist")
+    else:
+        spec = get_spec(name_or_path)
+        found = shipped_weights(spec.name)
+        if found is None:
+            raise WeightsError(
+                f"model {spec.name!r} ships no pretrained weights; train it with "
+                f"`convae train --model {spec.name} ...` and pass --model PATH.safetensors"
+            )
+        path, source = found, spec.name
+    state, meta, sha = read_weights(path)
+    if expect_variant is not None and meta["variant"] != expect_variant:
+        raise WeightsError(f"{path} holds weights of {meta['variant']!r}, not {expect_variant!r}")
+    return LoadedModel(_build(state, meta, path), sha, source, meta)
+
+
+def _build(state: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> Autoencoder:
+    try:
+        config = json.loads(meta.get("config", "{}"))
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{path}: config metadata is not valid JSON") from exc
+    model = create_model(meta["variant"], **config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise WeightsError(f"{path} does not fit variant {meta['variant']!r}: {first}") from exc
+    return model.eval()
