@@ -1,0 +1,36 @@
+"""Sessions: tests, lint, demo, bench, rd. Each installs the project from this repo's files."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+PYTHON = os.environ.get("CONVAE_PYTHON", "3.11")
+
+
+def _install(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (extra pytest arguments pass through)."""
+    _install(session)
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Train briefly, compress a folder, decompress it, print sizes and PSNR."""
+    _install(session)
+    session.run("bash", "scripts/demo.sh", *session.posargs, external=True)
