@@ -18,6 +18,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
                     scheduler: Any, state: dict[str, Any]) -> None:
     """Atomically write everything needed to continue training exactly."""
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors["rng.torch"] = torch.get_rng_state()  # e.g. quantisation noise continues identically
     opt = optimizer.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
     for pid, pstate in opt["state"].items():
@@ -54,6 +55,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
             for name, v in values.items():
                 state.setdefault(int(pid), {})[name] = torch.tensor(v)
         optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+        torch.set_rng_state(tensors["rng.torch"])
         sched = json.loads(meta["scheduler"])
         if scheduler is not None and sched is not None:
             scheduler.load_state_dict(sched)

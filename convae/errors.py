@@ -31,3 +31,9 @@ class OutputError(ConvaeError):
 
 class TrainingError(ConvaeError):
     """Training stopped (e.g. a non-finite loss)."""
+
+
+class Interrupted(TrainingError):
+    """Ctrl-C during training; the last epoch's checkpoint is kept for --resume."""
+
+    exit_code = 130
