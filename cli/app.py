@@ -138,6 +138,7 @@ def train_cmd(
             torch.set_num_threads(threads)
         rank = setup_distributed(_device(device))
         chosen = RECIPES[recipe].override(epochs=epochs, batch_size=batch_size, lr=lr)
+        torch.manual_seed(seed)  # initialisation; train() seeds the data order
         net = create_model(model)
         ds = load_dataset(data, net.in_channels)
         show = rank == 0 and not quiet

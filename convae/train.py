@@ -23,7 +23,7 @@ from convae import __version__
 from convae.atomic import check_writable, write_bytes
 from convae.checkpoint import load_checkpoint, save_checkpoint
 from convae.data import Dataset, ImageSet
-from convae.errors import TrainingError, UsageError
+from convae.errors import Interrupted, TrainingError, UsageError
 from convae.models.base import Autoencoder
 from convae.recipes import Recipe
 from convae.weightfile import save_weights
@@ -117,13 +117,33 @@ def train(
     ddp = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = None
-    if recipe.schedule == "onecycle":
+    if recipe.schedule == "onecycle" and recipe.epochs * steps_per_epoch >= 8:  # shorter runs: constant lr
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25
         )
     state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
     if resume:
         state = load_checkpoint(ckpt, net, optimizer, scheduler)
+    try:
+        state = _epochs(net, ddp, data, optimizer, scheduler, recipe, state, seed, crop, ckpt, on_step, on_epoch)
+    except KeyboardInterrupt:
+        where = f"{ckpt} holds epoch {_saved_epoch(ckpt)}" if ckpt.exists() else "no epoch finished"
+        raise Interrupted(f"interrupted; {where}; continue with --resume") from None
+    return _finish(net, data, out, recipe, seed, crop, state, extra_metadata or {}, rank, world)
+
+
+def _saved_epoch(ckpt: Path) -> int:
+    from convae.weightfile import read_raw
+
+    return json.loads(read_raw(ckpt)[1]["state"])["epoch"]
+
+
+def _epochs(net: Autoencoder, ddp: torch.nn.Module, data: Dataset, optimizer: torch.optim.Optimizer, scheduler: Any,
+            recipe: Recipe, state: dict[str, Any], seed: int, crop: int | None, ckpt: Path,
+            on_step: StepCallback | None, on_epoch: EpochCallback | None) -> dict[str, Any]:
+    rank, world = _rank_world()
+    n = len(data.train)
+    local_batch = recipe.batch_size // world
     sampler = _sampler(n, seed, rank, world)
     gen = torch.Generator()
     for epoch in range(state["epoch"], recipe.epochs):
@@ -165,7 +185,7 @@ def train(
             save_checkpoint(ckpt, net, optimizer, scheduler, state)
             if on_epoch:
                 on_epoch(record)
-    return _finish(net, data, out, recipe, seed, crop, state, extra_metadata or {}, rank, world)
+    return state
 
 
 def _global_mean(total: float, count: int) -> float:
