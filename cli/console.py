@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)
 stdout = Console()
 
 
