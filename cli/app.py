@@ -6,6 +6,7 @@ Library imports happen inside the commands so ``--help`` and ``--version`` stay 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -109,6 +110,10 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
     nproc: Annotated[int, typer.Option(help="Launch N processes with torchrun (DDP).")] = 1,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads per process.")] = None,
+    init: Annotated[Path | None, typer.Option(help="Start from these weights (same architecture).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Train on the first N training images only.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Leave out folder images matching this glob.")] = None,
+    meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE recorded in the weights' metadata.")] = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
     quiet: QuietOpt = False,
@@ -140,14 +145,30 @@ def train_cmd(
         chosen = RECIPES[recipe].override(epochs=epochs, batch_size=batch_size, lr=lr)
         torch.manual_seed(seed)  # initialisation; train() seeds the data order
         net = create_model(model)
-        ds = load_dataset(data, net.in_channels)
+        extra = dict(item.split("=", 1) for item in meta or [] if "=" in item)
+        if len(extra) != len(meta or []):
+            raise fail("--meta takes KEY=VALUE", 2)
+        if init is not None:
+            from convae.zoo import warm_start
+
+            extra |= warm_start(net, init)
+        ds = load_dataset(data, net.in_channels, exclude=tuple(exclude or ()), limit=limit)
         show = rank == 0 and not quiet
+        if show:
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            stderr.print(f"train {model}: global batch {chosen.batch_size} = {world} process(es) x"
+                         f" {chosen.batch_size // world}, lr {chosen.lr} ({chosen.schedule}), {chosen.epochs} epochs")
         steps = len(ds.train) * chosen.epochs
         with progress(steps, f"train {model}", quiet=not show, info="") as bar:
             task = bar.task_ids[0]
 
+            clock = {"start": time.perf_counter(), "seen": 0}
+
             def on_step(n: int, loss: float) -> None:
-                bar.update(task, advance=n, info=f"mse {loss:.5f}")
+                clock["seen"] += n
+                rate = clock["seen"] / max(time.perf_counter() - clock["start"], 1e-9)
+                epoch = min(clock["seen"] // len(ds.train) + 1, chosen.epochs)
+                bar.update(task, advance=n, info=f"epoch {epoch}/{chosen.epochs}  mse {loss:.5f}  {rate:,.0f} img/s")
 
             def on_epoch(rec: dict) -> None:
                 if show:
@@ -156,7 +177,7 @@ def train_cmd(
                                  f"  {rec['images_per_s']:.0f} img/s")
 
             result = train(net, ds, out, chosen, seed=seed, crop=crop, resume=resume, force=force,
-                           on_step=on_step, on_epoch=on_epoch)
+                           on_step=on_step, on_epoch=on_epoch, extra_metadata=extra)
         if show:
             last = result.history[-1]
             stderr.print(f"saved {out} (sha256 {result.sha256[:12]}…); train MSE {last['train_mse']:.5f}"
@@ -215,14 +236,12 @@ def compress_cmd(
     *inputs, out = paths
     with errors():
         from convae.codec import compress, parse_shard
-        from convae.images import find_images
 
         k_n = parse_shard(shard)
-        _, files = find_images(inputs)
-        with progress(len(files), "compress", quiet) as bar:
+        with progress(None, "compress", quiet) as bar:
             summary = compress(inputs, out, model=model, bits=bits, raw=raw, shard=k_n, on_error=on_error,
                                force=force, verify=verify, batch_size=batch_size, device=_device(device),
-                               progress=lambda n: bar.advance(bar.task_ids[0], n))
+                               progress=lambda n, total: bar.update(bar.task_ids[0], advance=n, total=total))
         _report(summary.as_dict(), "compress", json_out, quiet)
         if summary.skipped:
             raise typer.Exit(1)
@@ -248,7 +267,8 @@ def decompress_cmd(
 
         with progress(None, "decompress", quiet) as bar:
             summary = decompress(codes, out_dir, model=model, force=force, batch_size=batch_size,
-                                 device=_device(device), progress=lambda n: bar.advance(bar.task_ids[0], n))
+                                 device=_device(device),
+                                 progress=lambda n, total: bar.update(bar.task_ids[0], advance=n, total=total))
         _report(summary.as_dict(), "decompress", json_out, quiet)
 
 
@@ -297,8 +317,9 @@ def _report(result: dict, title: str, json_out: bool, quiet: bool) -> None:
         print_json(result)
     elif not quiet:
         _table(title, {k: v for k, v in result.items() if not isinstance(v, (list, dict))} | result.get("verify", {}))
+    if not json_out:  # skipped inputs are errors: listed on stderr even with --quiet
         for item in result.get("skipped", []):
-            stderr.print(f"skipped {item['path']}: {item['error']}")
+            typer.echo(f"convae: skipped: {' '.join(item['error'].split())}", err=True)
 
 
 def main() -> None:
