@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,7 @@ def temp_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp_path
     except OSError as exc:
-        raise _as_output_error(exc, path) from exc
+        raise as_output_error(exc, path) from exc
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -53,7 +54,47 @@ def commit(tmp: Path, path: Path) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        raise _as_output_error(exc, path) from exc
+        raise as_output_error(exc, path) from exc
+
+
+@contextlib.contextmanager
+def staged_folder(out_dir: Path) -> Iterator[Path]:
+    """Yield a hidden folder inside ``out_dir`` to write a batch of files into (see ``publish``).
+
+    On exit the staging folder is removed, and so are ``out_dir`` and any parents this call
+    created if they are left empty: a failed run leaves nothing behind.
+    """
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".convae-", suffix=".tmp", dir=out_dir))
+    except OSError as exc:
+        _remove_empty(created)
+        raise as_output_error(exc, out_dir) from exc
+    try:
+        yield stage
+    except OSError as exc:
+        raise as_output_error(exc, out_dir) from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        _remove_empty(created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def publish(stage: Path, out_dir: Path, names: list[str]) -> None:
+    """Flush the staged files to disk once, then rename each to the same relative path under ``out_dir``."""
+    os.sync()
+    for name in names:
+        target = out_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(stage / name, target)
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -63,7 +104,8 @@ def write_bytes(path: Path, data: bytes) -> None:
         commit(tmp, path)
 
 
-def _as_output_error(exc: OSError, path: Path) -> OutputError:
+def as_output_error(exc: OSError, path: Path) -> OutputError:
+    """The one-line ``OutputError`` for a failed write of ``path`` (disk full, permissions, ...)."""
     if exc.errno == errno.ENOSPC:
         return OutputError(f"no space left on device while writing {path}; nothing was written")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

@@ -1,34 +1,42 @@
-"""compress / decompress: image files <-> a code file, streamed in batches with bounded memory."""
+"""compress / decompress: image files <-> a code file, streamed in batches with bounded memory.
+
+Memory stays bounded whatever the number of images: inputs are read a few at a time ahead of the
+encoder, a batch holds at most ``batch_size`` images and ``MAX_BATCH_PIXELS`` pixels, codes go
+straight to a temporary file, and decompress reads the codes through a memory map. Only the
+per-image manifest entries (a path and a few integers each) grow with the number of images.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import zlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from convae.atomic import commit, temp_path
+from convae.atomic import publish, staged_folder
 from convae.entropy import EntropyCoder
-from convae.errors import ConvaeError, DataError, FormatError, OutputError, UsageError
+from convae.errors import ConvaeError, DataError, FormatError, OutputError, UsageError, WeightsError
 from convae.format import CodeWriter, ImageEntry, manifest_path, open_codes, symbol_dtype
-from convae.images import Decoded, find_images, output_name, read_image, restore
+from convae.images import Decoded, find_images, output_names, read_image, restore
 from convae.metrics import bits_per_pixel, per_image_mse, psnr, ssim
 from convae.models.base import Autoencoder
 from convae.quantize import INTEGER, Quantizer
-from convae.registry import resolve_name
+from convae.registry import UnknownModelError, get_spec
 from convae.zoo import LoadedModel, load_model
 
-Progress = Callable[[int], None]
+Progress = Callable[[int, int], None]  # (images just done, images in the run)
+T = TypeVar("T")
+MAX_BATCH_PIXELS = 1 << 22  # pixels per forward pass: bounds activation memory for large images
 
 
 @dataclass
@@ -87,30 +95,29 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
+def _read_ahead(pool: ThreadPoolExecutor, fn: Callable[[Any], T], items: Iterable[Any], window: int) -> Iterator[T]:
+    """``fn(item)`` for each item, in order, computed in ``pool`` at most ``window`` items ahead."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
-def _prefetch(pool: ThreadPoolExecutor, chunks: Iterator[list[Any]], fn: Callable[[Any], Any]) -> Iterator[tuple]:
-    """Yield (chunk, results) while the next chunk is already being read in the pool."""
-    pending = None
-    for chunk in chunks:
-        futures = [pool.submit(fn, item) for item in chunk]
-        if pending is not None:
-            yield pending[0], [f.result() for f in pending[1]]
-        pending = (chunk, futures)
-    if pending is not None:
-        yield pending[0], [f.result() for f in pending[1]]
-
-
-def _try_read(item: tuple[Path, str, int]) -> Decoded | DataError:
-    path, _, channels = item
-    try:
-        return read_image(path, channels)
-    except DataError as exc:
-        return exc
+def _batches(items: Iterable[T], max_count: int, pixels: Callable[[T], int]) -> Iterator[list[T]]:
+    """Consecutive batches of at most ``max_count`` items and about ``MAX_BATCH_PIXELS`` pixels."""
+    batch: list[T] = []
+    total = 0
+    for item in items:
+        batch.append(item)
+        total += pixels(item)
+        if len(batch) >= max_count or total >= MAX_BATCH_PIXELS:
+            yield batch
+            batch, total = [], 0
+    if batch:
+        yield batch
 
 
 def _workers() -> int:
@@ -143,6 +150,14 @@ def model_header(loaded: LoadedModel, q: Quantizer, coding: str) -> dict[str, An
     }
 
 
+def job_id(rels: list[str]) -> str:
+    """sha256 of a job's full, sorted input list: shards of one job share it, and ``merge`` checks it."""
+    h = hashlib.sha256()
+    for r in rels:
+        h.update(r.encode("utf-8", "surrogateescape") + b"\n")
+    return h.hexdigest()
+
+
 def compress(
     inputs: list[Path],
     out: Path,
@@ -160,58 +175,62 @@ def compress(
     """Compress image files and folders into ``out`` (.npy) and its manifest (.json)."""
     if on_error not in ("stop", "skip"):
         raise UsageError(f"--on-error {on_error!r}: use stop or skip")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size}: must be at least 1")
     start = time.perf_counter()
+    root, files = find_images(inputs)
+    rels = [p.relative_to(root).as_posix() for p in files]
+    header_shard = None
+    if shard:
+        part = shard_slice(len(files), shard)
+        header_shard = {"index": shard[0], "count": shard[1], "total_images": len(files), "job": job_id(rels)}
+        files, rels = files[part], rels[part]
+        if not files:
+            raise UsageError(f"--shard {shard[0]}/{shard[1]}: this shard is empty (the job has only "
+                             f"{header_shard['total_images']} images); use at most that many shards")
     loaded = load_model(model)
     net = loaded.model.to(device)
     q = _select_quantizer(net, bits).to(device)
     coder = None if raw or q.freqs.shape[1] != int(q.levels) else EntropyCoder(q.freqs.cpu().numpy())
-    root, files = find_images(inputs)
-    total_files = len(files)
-    if shard:
-        files = files[shard_slice(total_files, shard)]
-    rels = [p.relative_to(root).as_posix() for p in files]
-    writer = CodeWriter(out, force)
-    summary = Summary()
-    stats = defaultdict(float)
-    latent_shapes = set()
     dtype = np.dtype(np.uint8) if coder else symbol_dtype(int(q.levels))
+    summary = Summary()
+    stats: dict[str, float] = defaultdict(float)
+    latent_shapes = set()
+    writer = CodeWriter(out, force)
     try:
         with ThreadPoolExecutor(_workers()) as pool:
-            items = [(p, r, net.in_channels) for p, r in zip(files, rels, strict=True)]
-            for chunk, decoded in _prefetch(pool, _chunks(items, batch_size), _try_read):
+            reads = _read_ahead(pool, lambda p: _try_read(p, net.in_channels), files, 4 * _workers())
+            items = zip(files, rels, reads, strict=True)
+            for batch in _batches(items, batch_size, lambda t: 0 if isinstance(t[2], DataError) else t[2].pixels.size):
                 good = []
-                for (path, rel, _), d in zip(chunk, decoded, strict=True):
+                for path, rel, d in batch:
+                    if isinstance(d, Decoded) and raw and d.alpha is not None:
+                        d = DataError(f"{path}: has transparency, which --raw cannot keep; drop --raw")
                     if isinstance(d, DataError):
                         if on_error == "stop":
                             raise d
                         summary.skipped.append({"path": str(path), "error": str(d)})
-                    elif raw and d.alpha is not None:
-                        err = f"{path}: has transparency, which --raw cannot keep; drop --raw"
-                        if on_error == "stop":
-                            raise DataError(err)
-                        summary.skipped.append({"path": str(path), "error": err})
                     else:
                         good.append((path, rel, d))
                 symbols, recon = _encode_batch(net, q, [d for _, _, d in good], device, verify)
-                for i, (path, rel, d) in enumerate(good):
-                    sym = symbols[i]
+                for (path, rel, d), sym, rec in zip(good, symbols, recon, strict=True):
                     latent_shapes.add(sym.shape)
                     payload = coder.encode(sym) if coder else sym.astype(dtype).tobytes()
                     alpha = zlib.compress(d.alpha.tobytes(), 9) if d.alpha is not None else b""
                     h, w = d.pixels.shape[:2]
-                    entry = ImageEntry(rel, w, h, d.mode, d.has_alpha, len(payload) + len(alpha), len(alpha))
-                    writer.add(entry, payload + alpha)
+                    writer.add(ImageEntry(rel, w, h, d.mode, d.has_alpha, len(payload) + len(alpha), len(alpha)),
+                               payload + alpha)
                     summary.input_bytes += path.stat().st_size
                     summary.pixels += w * h
                     if verify:
-                        _accumulate(stats, d.pixels, recon[i])
+                        _accumulate(stats, d.pixels, rec)
                 if progress:
-                    progress(len(chunk))
+                    progress(len(batch), len(files))
         if not writer.entries:
             raise DataError("no image could be read; nothing was written")
         header = model_header(loaded, q, "ans" if coder else "raw")
-        if shard:
-            header["shard"] = {"index": shard[0], "count": shard[1], "total_images": total_files}
+        if header_shard:
+            header["shard"] = header_shard
         shape = (len(writer.entries), *latent_shapes.pop()) if not coder and len(latent_shapes) == 1 else None
         writer.commit(header, dtype, shape)
     finally:
@@ -221,9 +240,18 @@ def compress(
     summary.seconds = time.perf_counter() - start
     summary.extra = {"codes": str(out), "manifest": str(manifest_path(out)), "model": loaded.source,
                      "coding": "ans" if coder else "raw", "levels": int(q.levels)}
+    if header_shard:
+        summary.extra["shard"] = f"{shard[0]}/{shard[1]}"
     if verify:
         summary.extra["verify"] = _verify_report(stats)
     return summary
+
+
+def _try_read(path: Path, channels: int) -> Decoded | DataError:
+    try:
+        return read_image(path, channels)
+    except DataError as exc:
+        return exc
 
 
 @torch.inference_mode()
@@ -272,26 +300,32 @@ def _verify_report(stats: dict[str, float]) -> dict[str, float]:
 
 def _decoder_model(manifest: dict[str, Any], model: str | None) -> LoadedModel:
     want = manifest["model"]
-    if not isinstance(want, dict) or not isinstance(want.get("variant"), str):
-        raise FormatError("manifest is malformed (model)")
-    loaded = load_model(model or resolve_name(want["variant"]))
-    if loaded.sha256 != want.get("sha256"):
+    made_with = f"these codes were made with {want.get('source') or want['variant']}"
+    if model is None:
+        try:
+            model = get_spec(want["variant"]).name
+        except UnknownModelError as exc:
+            raise FormatError(f"{made_with}, a variant this installation lacks ({exc})") from exc
+        try:
+            loaded = load_model(model)
+        except WeightsError as exc:
+            raise WeightsError(f"{exc}; {made_with}: pass --model with those weights") from exc
+    else:
+        loaded = load_model(model)
+    if loaded.sha256 != want["sha256"]:
         raise FormatError(
-            f"these codes were made with weights sha256 {str(want.get('sha256'))[:12]}… "
-            f"({want['variant']}, from {want.get('source')}); {loaded.source} has sha256 {loaded.sha256[:12]}… "
-            "— pass --model with the weights that made them"
+            f"{made_with} (weights sha256 {want['sha256'][:12]}…); {loaded.source} has sha256 "
+            f"{loaded.sha256[:12]}… — pass --model with the weights that made them"
         )
     return loaded
 
 
 def _manifest_quantizer(net: Autoencoder, manifest: dict[str, Any]) -> Quantizer:
-    qm = manifest.get("quantizer")
-    if not isinstance(qm, dict) or not isinstance(qm.get("levels"), int):
-        raise FormatError("manifest is malformed (quantizer)")
+    levels = manifest["quantizer"]["levels"]
     q = net.quantizer
-    if qm["levels"] != int(q.levels):
-        bits = qm["levels"].bit_length() - 1
-        if qm["levels"] != 1 << bits or not 1 <= bits <= 16 or int(q.mode) == INTEGER:
+    if levels != int(q.levels):
+        bits = levels.bit_length() - 1
+        if levels != 1 << bits or not 1 <= bits <= 16 or int(q.mode) == INTEGER:
             raise FormatError("manifest quantiser does not fit the model")
         q = q.with_bits(bits)
     return q
@@ -311,13 +345,16 @@ def _symbols_for(entry: ImageEntry, data: bytes, net: Autoencoder, q: Quantizer,
             raise FormatError(f"{entry.path}: symbol out of range")
     alpha = None
     if entry.alpha_nbytes:
+        if not entry.has_alpha:
+            raise FormatError(f"{entry.path}: alpha bytes for an image without transparency")
         try:
-            alpha = np.frombuffer(zlib.decompress(alpha_bytes), dtype=np.uint8)
+            inflate = zlib.decompressobj()
+            alpha_raw = inflate.decompress(alpha_bytes, entry.width * entry.height + 1)  # bounded: no zip bomb
         except zlib.error as exc:
             raise FormatError(f"{entry.path}: corrupt alpha channel") from exc
-        if alpha.size != entry.width * entry.height:
+        if len(alpha_raw) != entry.width * entry.height or not inflate.eof:
             raise FormatError(f"{entry.path}: alpha channel has the wrong size")
-        alpha = alpha.reshape(entry.height, entry.width)
+        alpha = np.frombuffer(alpha_raw, dtype=np.uint8).reshape(entry.height, entry.width)
     return sym, alpha
 
 
@@ -330,7 +367,13 @@ def decompress(
     device: str = "cpu",
     progress: Progress | None = None,
 ) -> Summary:
-    """Decode a code file into one PNG per image under ``out_dir``, at original size and mode."""
+    """Decode a code file into one PNG per image under ``out_dir``, at original size and mode.
+
+    PNGs are written to a hidden staging folder inside ``out_dir`` and moved into place only once
+    every image decoded, so a failure leaves ``out_dir`` as it was.
+    """
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size}: must be at least 1")
     start = time.perf_counter()
     cf = open_codes(src)
     loaded = _decoder_model(cf.manifest, model)
@@ -342,26 +385,22 @@ def decompress(
             raise FormatError("codes are entropy coded but the model has no table for their quantiser")
         coder = EntropyCoder(q.freqs.cpu().numpy())
     dtype = np.dtype(cf.manifest["codes"]["dtype"])
-    names: list[str] = []
-    taken: set[str] = set()
-    for e in cf.entries:
-        names.append(output_name(e.path, taken))
-        taken.add(names[-1])
-    _prepare_out_dir(out_dir, names, force)
+    names = output_names([e.path for e in cf.entries])
+    _check_targets(out_dir, names, force)
     summary = Summary(input_bytes=src.stat().st_size + manifest_path(src).stat().st_size)
-    with ThreadPoolExecutor(_workers()) as pool:
-        writes = []
-        for chunk in _chunks(zip(cf.payloads(), names, strict=True), batch_size):
-            parsed = [(e, name, *_symbols_for(e, data, net, q, coder, dtype)) for (e, data), name in chunk]
-            for e, name, pixels, alpha in _decode_batch(net, q, parsed, device):
-                img = restore(pixels, e.mode, alpha, e.has_alpha)
-                writes.append(pool.submit(_save_png, img, out_dir / name))
-                summary.pixels += e.width * e.height
-            for f in writes:
-                summary.output_bytes += f.result()
-            writes.clear()
+    with staged_folder(out_dir) as stage, ThreadPoolExecutor(_workers()) as pool:
+        for parent in sorted({(stage / n).parent for n in names}):
+            parent.mkdir(parents=True, exist_ok=True)
+        items = zip(cf.payloads(), names, strict=True)
+        for batch in _batches(items, batch_size, lambda t: t[0][0].width * t[0][0].height):
+            parsed = [(e, name, *_symbols_for(e, data, net, q, coder, dtype)) for (e, data), name in batch]
+            saves = [pool.submit(_save_png, restore(pixels, e.mode, alpha, e.has_alpha), stage / name)
+                     for e, name, pixels, alpha in _decode_batch(net, q, parsed, device)]
+            summary.output_bytes += sum(f.result() for f in saves)
+            summary.pixels += sum(e.width * e.height for e, *_ in parsed)
             if progress:
-                progress(len(chunk))
+                progress(len(batch), len(names))
+        publish(stage, out_dir, names)
     summary.images = len(cf.entries)
     summary.seconds = time.perf_counter() - start
     summary.extra = {"out_dir": str(out_dir), "model": loaded.source}
@@ -383,25 +422,17 @@ def _decode_batch(net: Autoencoder, q: Quantizer, parsed: list[tuple], device: s
     yield from out
 
 
-def _prepare_out_dir(out_dir: Path, names: list[str], force: bool) -> None:
+def _check_targets(out_dir: Path, names: list[str], force: bool) -> None:
+    """Refuse a file where the folder should be, and (without ``force``) any existing output."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir} exists and is not a folder")
-    if not force:
-        clash = next((n for n in names if (out_dir / n).exists()), None)
-        if clash:
-            raise OutputError(f"{out_dir / clash} already exists; pass --force to overwrite")
-    try:
-        for parent in sorted({(out_dir / n).parent for n in names}):
-            parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create {out_dir}: {exc.strerror or exc}") from exc
-    if not os.access(out_dir, os.W_OK):
-        raise OutputError(f"output folder {out_dir} is not writable")
+    if force or not out_dir.exists():
+        return
+    clash = next((n for n in names if os.path.lexists(out_dir / n)), None)
+    if clash:
+        raise OutputError(f"{out_dir / clash} already exists; pass --force to overwrite")
 
 
 def _save_png(img: Any, path: Path) -> int:
-    with temp_path(path) as tmp:
-        img.save(tmp, format="PNG")
-        size = tmp.stat().st_size
-        commit(tmp, path)
-    return size
+    img.save(path, format="PNG")
+    return path.stat().st_size

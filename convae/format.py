@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from convae.atomic import check_writable, commit, temp_path
+from convae.atomic import as_output_error, check_writable, commit, temp_path
 from convae.errors import FormatError, OutputError
 from convae.images import MAX_PIXELS
 
@@ -27,6 +27,7 @@ MAGIC = "convae-codes"
 VERSION = 1
 CODINGS = ("ans", "raw")
 DTYPES = ("uint8", "uint16")
+QUANT_MODES = ("uniform", "integer")
 MAX_IMAGES = 1 << 31
 
 
@@ -64,7 +65,8 @@ def _groups(entries: list[ImageEntry]) -> list[list[Any]]:
     return runs
 
 
-def _checksum(doc: dict[str, Any]) -> str:
+def manifest_checksum(doc: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON (sorted keys, no spaces) without its ``checksum`` field."""
     body = {k: v for k, v in doc.items() if k != "checksum"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -80,7 +82,7 @@ def build_manifest(header: dict[str, Any], entries: list[ImageEntry], codes: dic
     if any(e.alpha_nbytes for e in entries):
         images["alpha_nbytes"] = [e.alpha_nbytes for e in entries]
     doc = {"format": MAGIC, "version": VERSION, **header, "codes": codes, "images": images}
-    doc["checksum"] = _checksum(doc)
+    doc["checksum"] = manifest_checksum(doc)
     return doc
 
 
@@ -107,13 +109,16 @@ class CodeWriter:
             self._raw.write(payload)
         except OSError as exc:
             self.close()
-            raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
+            raise as_output_error(exc, self.out) from exc
         self.entries.append(entry)
 
     def commit(self, header: dict[str, Any], dtype: np.dtype, shape: tuple[int, ...] | None) -> dict[str, Any]:
         """Write ``out.npy`` with ``dtype`` (flat unless ``shape``) and its manifest; return the manifest."""
         try:
-            self._raw.close()
+            try:
+                self._raw.close()  # flushes the last buffered bytes
+            except OSError as exc:
+                raise as_output_error(exc, self.out) from exc
             with temp_path(self.out) as npy_tmp, temp_path(self.manifest) as json_tmp:
                 total = sum(e.nbytes for e in self.entries) // dtype.itemsize
                 shape = shape or (total,)
@@ -172,54 +177,40 @@ class CodeFile:
 
 
 def read_manifest(codes_path: Path) -> dict[str, Any]:
-    """Load and validate a manifest document (structure, version, checksum)."""
+    """Load and validate a manifest document: JSON, magic, version, checksum, then every field."""
     path = manifest_path(codes_path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise FormatError(f"{path}: manifest missing (it must sit beside {codes_path.name})") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise FormatError(f"{path}: cannot read manifest ({exc})") from exc
     try:
         doc = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer with too many digits
         raise FormatError(f"{path}: manifest is not valid JSON") from exc
     if not isinstance(doc, dict) or doc.get("format") != MAGIC:
         raise FormatError(f"{path}: not a convae manifest (no {MAGIC!r} magic)")
-    if doc.get("version") != VERSION:
+    if doc.get("version") != VERSION or type(doc.get("version")) is not int:
         raise FormatError(
             f"{path}: manifest format version {doc.get('version')!r} is not supported "
             f"(this convae reads version {VERSION}); use a matching convae release"
         )
-    if doc.get("checksum") != _checksum(doc):
+    if doc.get("checksum") != manifest_checksum(doc):
         raise FormatError(f"{path}: manifest checksum mismatch (edited or corrupt)")
+    try:
+        _check_header(doc)
+    except ValueError as exc:
+        raise FormatError(f"{path}: manifest is malformed ({exc})") from exc
     return doc
 
 
-def _entries(doc: dict[str, Any], where: Path) -> list[ImageEntry]:
-    try:
-        images = doc["images"]
-        n = images["count"]
-        paths, nbytes, groups = images["paths"], images["nbytes"], images["groups"]
-        alpha = images.get("alpha_nbytes", [0] * n)
-        _check(isinstance(n, int) and 0 < n < MAX_IMAGES, "bad image count")
-        _check(len(paths) == n and len(nbytes) == n and len(alpha) == n, "per-image lists disagree with count")
-        _check(all(isinstance(p, str) and p and not p.startswith("/") and ".." not in p.split("/") for p in paths),
-               "bad image path")
-        _check(len(set(paths)) == n, "duplicate image path")
-        _check(all(isinstance(b, int) and b >= 0 for b in nbytes + alpha), "bad byte count")
-        sizes = []
-        for g in groups:
-            count, w, h, mode, has_alpha = g
-            _check(isinstance(count, int) and count > 0 and isinstance(mode, str) and isinstance(has_alpha, bool),
-                   "bad group")
-            _check(isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0 and w * h <= MAX_PIXELS,
-                   "bad image size")
-            sizes += [(w, h, mode, has_alpha)] * count
-        _check(len(sizes) == n, "groups disagree with count")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FormatError(f"{where}: manifest is malformed ({exc})") from exc
-    return [ImageEntry(p, *s, b, a) for p, s, b, a in zip(paths, sizes, nbytes, alpha, strict=True)]
+def _is_int(v: Any, lo: int = 0, hi: int = 1 << 62) -> bool:
+    return type(v) is int and lo <= v <= hi
+
+
+def _is_str(v: Any, max_len: int = 4096) -> bool:
+    return isinstance(v, str) and 0 < len(v) <= max_len and "\x00" not in v
 
 
 def _check(ok: bool, what: str) -> None:
@@ -227,24 +218,78 @@ def _check(ok: bool, what: str) -> None:
         raise ValueError(what)
 
 
+def _check_header(doc: dict[str, Any]) -> None:
+    """Types and ranges of the fields readers use; raises ``ValueError`` naming the first bad one."""
+    model, q, codes, shard = doc.get("model"), doc.get("quantizer"), doc.get("codes"), doc.get("shard")
+    _check(isinstance(model, dict) and _is_str(model.get("variant"), 200) and _is_str(model.get("sha256"), 64)
+           and (model.get("source") is None or _is_str(model["source"])), "model")
+    _check(isinstance(q, dict) and q.get("mode") in QUANT_MODES and _is_int(q.get("levels"), 1, 1 << 16),
+           "quantizer")
+    _check(doc.get("coding") in CODINGS, "coding")
+    _check(isinstance(codes, dict) and codes.get("dtype") in DTYPES and isinstance(codes.get("sha256"), str),
+           "codes")
+    shape = codes.get("shape")
+    _check(isinstance(shape, list) and 1 <= len(shape) <= 4 and all(_is_int(v) for v in shape), "codes.shape")
+    if shard is not None:
+        _check(isinstance(shard, dict) and _is_int(shard.get("count"), 1, MAX_IMAGES)
+               and _is_int(shard.get("index"), 1, shard["count"]) and _is_int(shard.get("total_images"), 0, MAX_IMAGES)
+               and isinstance(shard.get("job"), str), "shard")
+    _check(isinstance(doc.get("images"), dict), "images")
+
+
+def _is_rel_path(p: Any) -> bool:
+    """A relative POSIX path with no empty, ``.`` or ``..`` component (it becomes an output path)."""
+    return _is_str(p) and all(part not in ("", ".", "..") for part in p.split("/"))
+
+
+def _entries(doc: dict[str, Any]) -> list[ImageEntry]:
+    images = doc["images"]
+    n = images.get("count")
+    _check(_is_int(n, 1, MAX_IMAGES), "images.count")
+    paths, nbytes, groups = images.get("paths"), images.get("nbytes"), images.get("groups")
+    _check(isinstance(paths, list) and len(paths) == n, "images.paths disagrees with count")
+    alpha = images.get("alpha_nbytes", [0] * n)
+    _check(all(isinstance(v, list) and len(v) == n for v in (nbytes, alpha)), "per-image lists disagree with count")
+    _check(all(_is_rel_path(p) for p in paths), "bad image path")
+    _check(len(set(paths)) == n, "duplicate image path")
+    _check(all(_is_int(b) for b in nbytes) and all(_is_int(a, 0, b) for a, b in zip(alpha, nbytes, strict=True)),
+           "bad byte count")
+    _check(isinstance(groups, list), "images.groups")
+    sizes: list[tuple[int, int, str, bool]] = []
+    for g in groups:
+        _check(isinstance(g, list) and len(g) == 5, "bad group")
+        count, w, h, mode, has_alpha = g
+        _check(_is_int(count, 1, n - len(sizes)) and _is_str(mode, 16) and isinstance(has_alpha, bool), "bad group")
+        _check(_is_int(w, 1, MAX_PIXELS) and _is_int(h, 1, MAX_PIXELS) and w * h <= MAX_PIXELS, "bad image size")
+        sizes += [(w, h, mode, has_alpha)] * count
+    _check(len(sizes) == n, "groups disagree with count")
+    return [ImageEntry(p, *s, b, a) for p, s, b, a in zip(paths, sizes, nbytes, alpha, strict=True)]
+
+
 def open_codes(codes_path: Path) -> CodeFile:
     """Open and cross-check a codes file with its manifest; any mismatch raises ``FormatError``."""
     if not codes_path.is_file():
         raise FormatError(f"{codes_path}: no such codes file")
     doc = read_manifest(codes_path)
-    entries = _entries(doc, manifest_path(codes_path))
-    codes_meta = doc.get("codes")
-    if not isinstance(codes_meta, dict) or codes_meta.get("dtype") not in DTYPES:
-        raise FormatError(f"{manifest_path(codes_path)}: manifest is malformed (codes)")
-    if doc.get("coding") not in CODINGS:
-        raise FormatError(f"{manifest_path(codes_path)}: unknown coding {doc.get('coding')!r}")
-    if file_sha256(codes_path) != codes_meta.get("sha256"):
+    where = manifest_path(codes_path)
+    try:
+        entries = _entries(doc)
+    except ValueError as exc:
+        raise FormatError(f"{where}: manifest is malformed ({exc})") from exc
+    codes_meta = doc["codes"]
+    try:
+        sha = file_sha256(codes_path)
+    except OSError as exc:
+        raise FormatError(f"{codes_path}: cannot read ({exc.strerror or exc})") from exc
+    if sha != codes_meta["sha256"]:
         raise FormatError(f"{codes_path}: codes do not match their manifest (sha256 differs: replaced or corrupt)")
     try:
         codes = np.load(codes_path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise FormatError(f"{codes_path}: not a valid .npy file ({exc})") from exc
-    if codes.dtype.name != codes_meta["dtype"] or list(codes.shape) != codes_meta.get("shape"):
+    if not isinstance(codes, np.ndarray):
+        raise FormatError(f"{codes_path}: not a single .npy array")
+    if codes.dtype.name != codes_meta["dtype"] or list(codes.shape) != codes_meta["shape"]:
         raise FormatError(f"{codes_path}: array dtype/shape disagree with the manifest")
     if codes.nbytes != sum(e.nbytes for e in entries):
         raise FormatError(f"{codes_path}: array length disagrees with the manifest's byte counts")

@@ -3,13 +3,18 @@
 Modes: 1, L, LA, P, PA, RGB, RGBA, CMYK, YCbCr, I;16 (and variants), I, F. EXIF orientation is
 applied. Alpha is split off (kept losslessly by the codec); 16-bit images are coded at 8 bits
 and written back as 16-bit. PNG cannot hold CMYK, so CMYK images come back as RGB.
+
+Images declaring more than ``MAX_PIXELS`` pixels are refused as decompression bombs before any
+pixel is decoded. Pillow's own bomb warning is silenced: this stricter check replaces it.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -17,9 +22,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from convae.errors import DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-MAX_PIXELS = 1 << 28  # 268 M pixels (16384 x 16384); larger declared sizes are refused as bombs
+MAX_PIXELS = 1 << 26  # 67 M pixels (8192 x 8192); larger declared sizes are refused as bombs
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _GRAY = ("1", "L", "LA", "La", "F", *_SIXTEEN_BIT)
+
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclass
@@ -50,18 +57,11 @@ def find_images(inputs: list[Path]) -> tuple[Path, list[Path]]:
             files.append(item)
     if len(inputs) == 1 and inputs[0].is_dir():
         root = inputs[0]
-    else:
-        root = Path(_common_parent([p.resolve() for p in files]))
-        files = [p.resolve() for p in files]
+    else:  # absolute without resolving symlinks, so a linked file keeps its name
+        files = [Path(os.path.abspath(p)) for p in files]
+        root = Path(os.path.commonpath([str(p.parent) for p in files]))
     files = sorted(set(files), key=lambda p: p.relative_to(root).as_posix())
     return root, files
-
-
-def _common_parent(paths: list[Path]) -> str:
-    import os
-
-    parents = [str(p.parent) for p in paths]
-    return os.path.commonpath(parents)
 
 
 def probe(path: Path) -> tuple[int, int, str]:
@@ -79,28 +79,34 @@ def read_image(path: Path, channels: int) -> Decoded:
         try:
             img.load()
             img = ImageOps.exif_transpose(img)
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise DataError(f"{path}: cannot decode image ({exc})") from exc
+        except MemoryError as exc:
+            raise DataError(f"{path}: too large to decode in memory") from exc
+        except Exception as exc:  # Pillow's decoders raise many types (OSError, SyntaxError, struct.error...)
+            raise DataError(f"{path}: cannot decode image ({_reason(exc)})") from exc
         return _split(img, channels)
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
 
 
 def _open(path: Path) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        img = Image.open(path)
+    except Image.DecompressionBombError as exc:
         raise DataError(f"{path}: refused as a decompression bomb ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise DataError(f"{path}: not an image file, or an unsupported format") from exc
     except PermissionError as exc:
         raise DataError(f"{path}: permission denied") from exc
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except IsADirectoryError as exc:
+        raise DataError(f"{path}: is a folder, not an image file") from exc
+    except Exception as exc:  # Pillow's header parsers may raise more than OSError on hostile files
+        raise DataError(f"{path}: cannot read ({_reason(exc)})") from exc
     w, h = img.size
     if w * h > MAX_PIXELS or w <= 0 or h <= 0:
         img.close()
-        raise DataError(f"{path}: declares {w}x{h} pixels, refused as a decompression bomb")
+        raise DataError(f"{path}: declares {w}x{h} pixels (limit {MAX_PIXELS:,}), refused as a decompression bomb")
     return img
 
 
@@ -144,7 +150,7 @@ def restore(pixels: np.ndarray, mode: str, alpha: np.ndarray | None, has_alpha: 
         return img
     if mode in _SIXTEEN_BIT:
         wide = np.asarray(img, dtype=np.uint16) * np.uint16(257)
-        return Image.fromarray(wide, "I;16")
+        return Image.fromarray(wide.astype("<u2"))  # little-endian uint16 is Pillow's "I;16"
     if mode == "1":
         return img.convert("1", dither=Image.Dither.NONE)
     if mode == "P":
@@ -152,10 +158,24 @@ def restore(pixels: np.ndarray, mode: str, alpha: np.ndarray | None, has_alpha: 
     return img
 
 
-def output_name(rel: str, taken: set[str]) -> str:
-    """Relative PNG path for an input's relative path; keeps the old suffix on a clash."""
-    stem = rel.rsplit(".", 1)[0] if "." in Path(rel).name else rel
-    name = stem + ".png"
-    if name in taken:
-        name = rel + ".png"
-    return name
+def output_names(rels: list[str]) -> list[str]:
+    """Relative PNG paths for the inputs' relative paths: ``a.jpg`` -> ``a.png``.
+
+    An input that already ends in ``.png`` keeps its name; any other input whose PNG name is
+    taken gets ``a.jpg.png`` (then ``a.jpg.1.png``, ...). Deterministic and clash-free.
+    """
+    bases = [PurePosixPath(r).with_suffix(".png").as_posix() for r in rels]
+    claims = Counter(bases)
+    taken = {b for b, r in zip(bases, rels, strict=True) if claims[b] == 1 or b == r}
+    names = []
+    for r, b in zip(rels, bases, strict=True):
+        if claims[b] == 1 or b == r:
+            names.append(b)
+            continue
+        name, i = r + ".png", 0
+        while name in taken:
+            i += 1
+            name = f"{r}.{i}.png"
+        taken.add(name)
+        names.append(name)
+    return names

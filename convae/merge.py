@@ -8,46 +8,52 @@ from typing import Any
 import numpy as np
 
 from convae.errors import FormatError
-from convae.format import CodeWriter, open_codes
+from convae.format import CodeFile, CodeWriter, open_codes
+
+_SAME = ("model", "quantizer", "coding")
 
 
 def merge(shards: list[Path], out: Path, force: bool = False) -> dict[str, Any]:
-    """Check the shards belong together (same model, quantiser, coding; all N present) and join them."""
-    files = [open_codes(p) for p in shards]
-    by_index: dict[int, Any] = {}
-    for cf in files:
-        info = cf.manifest.get("shard")
-        if not isinstance(info, dict):
-            raise FormatError(f"{cf.path}: not a shard (made without --shard)")
-        if info["index"] in by_index:
-            raise FormatError(f"{cf.path}: shard {info['index']} given twice")
-        by_index[info["index"]] = cf
-    first = files[0].manifest
-    count = first["shard"]["count"]
-    missing = sorted(set(range(1, count + 1)) - set(by_index))
-    if missing:
-        raise FormatError(f"shards {missing} of {count} are missing")
-    keys = ("model", "quantizer", "coding")
-    for cf in files:
-        if any(cf.manifest[k] != first[k] for k in keys) or cf.manifest["shard"]["count"] != count:
-            raise FormatError(f"{cf.path}: made with another model, quantiser or shard count than {files[0].path}")
-        if cf.manifest["codes"]["dtype"] != first["codes"]["dtype"]:
-            raise FormatError(f"{cf.path}: code dtype differs from {files[0].path}")
-    ordered = [by_index[i] for i in range(1, count + 1)]
-    shapes = {tuple(cf.codes.shape[1:]) for cf in ordered}
+    """Check the shards belong to one job (same inputs, model, quantiser, coding; all N present) and join them."""
+    ordered = _ordered_shards([open_codes(p) for p in shards])
+    first = ordered[0].manifest
+    total = sum(len(cf.entries) for cf in ordered)
+    if total != first["shard"]["total_images"]:
+        raise FormatError(f"shards hold {total} images, the job had {first['shard']['total_images']} "
+                          "(made with --on-error skip?); merge needs every image")
+    shapes = {tuple(cf.codes.shape[1:]) for cf in ordered if cf.codes.ndim == 4}
+    shape = (total, *shapes.pop()) if len(shapes) == 1 and all(cf.codes.ndim == 4 for cf in ordered) else None
     writer = CodeWriter(out, force)
     try:
         for cf in ordered:
             for entry, payload in cf.payloads():
                 writer.add(entry, payload)
-        total = sum(len(cf.entries) for cf in ordered)
-        if total != first["shard"]["total_images"]:
-            raise FormatError(f"shards hold {total} images, the job had {first['shard']['total_images']}")
-        header = {k: first[k] for k in keys}
-        dtype = np.dtype(first["codes"]["dtype"])
-        nd = {cf.codes.ndim for cf in ordered}
-        shape = (total, *shapes.pop()) if nd == {4} and len(shapes) == 1 else None
-        doc = writer.commit(header, dtype, shape)
+        doc = writer.commit({k: first[k] for k in _SAME}, np.dtype(first["codes"]["dtype"]), shape)
     finally:
         writer.close()
-    return {"shards": count, "images": total, "codes": str(out), "codes_sha256": doc["codes"]["sha256"]}
+    return {"shards": len(ordered), "images": total, "codes": str(out), "codes_sha256": doc["codes"]["sha256"]}
+
+
+def _ordered_shards(files: list[CodeFile]) -> list[CodeFile]:
+    """The shards in index order, after checking they are all the N shards of one job."""
+    by_index: dict[int, CodeFile] = {}
+    first = files[0]
+    for cf in files:
+        info = cf.manifest.get("shard")
+        if info is None:
+            raise FormatError(f"{cf.path}: not a shard (made without --shard)")
+        if info["index"] in by_index:
+            raise FormatError(f"{cf.path}: shard {info['index']} given twice")
+        mine = first.manifest["shard"]
+        if info["job"] != mine["job"] or info["count"] != mine["count"]:
+            raise FormatError(f"{cf.path}: a shard of another job (other inputs or shard count) than {first.path}")
+        if any(cf.manifest[k] != first.manifest[k] for k in _SAME):
+            raise FormatError(f"{cf.path}: made with another model, quantiser or coding than {first.path}")
+        if cf.manifest["codes"]["dtype"] != first.manifest["codes"]["dtype"]:
+            raise FormatError(f"{cf.path}: code dtype differs from {first.path}")
+        by_index[info["index"]] = cf
+    count = first.manifest["shard"]["count"]
+    missing = sorted(set(range(1, count + 1)) - set(by_index))
+    if missing:
+        raise FormatError(f"shards {missing} of {count} are missing")
+    return [by_index[i] for i in range(1, count + 1)]
