@@ -1,12 +1,17 @@
-"""DistributedDataParallel plumbing: process-group setup under torchrun, and `--nproc` launching."""
+"""DistributedDataParallel plumbing: process-group setup under torchrun, and `--nproc` launching.
+
+Failures never hang: torchrun stops every process as soon as one exits with an error, and a
+process that stops answering makes the others fail after ``CONVAE_DIST_TIMEOUT`` seconds (default 120).
+"""
 
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import sys
 
-TIMEOUT = datetime.timedelta(seconds=int(os.environ.get("CONVAE_DIST_TIMEOUT", "120")))
+TIMEOUT = datetime.timedelta(seconds=float(os.environ.get("CONVAE_DIST_TIMEOUT", "120")))
 
 
 def setup_distributed(device: str) -> int:
@@ -18,20 +23,44 @@ def setup_distributed(device: str) -> int:
 
     if not dist.is_initialized():
         backend = "nccl" if device == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=TIMEOUT)
         if device == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend, timeout=TIMEOUT)
     return dist.get_rank()
 
 
-def launch(nproc: int) -> int:
-    """Re-run this command under ``torchrun --nproc_per_node nproc``; returns its exit code."""
-    import subprocess
+def launch_args(argv: list[str], nproc: int) -> list[str]:
+    """torchrun arguments that re-run this command line (minus ``--nproc``) on ``nproc`` local processes."""
+    args: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
+    return ["--standalone", f"--nproc-per-node={nproc}", "-m", "convae", *args]
 
-    args = [a for a in sys.argv[1:] if not a.startswith("--nproc")]
-    if "--nproc" in sys.argv:
-        i = sys.argv.index("--nproc")
-        args = sys.argv[1:i] + sys.argv[i + 2 :]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "convae", *args]
-    return subprocess.call(cmd)
+
+def launch(nproc: int) -> int:
+    """Re-run this command under torchrun on ``nproc`` processes; returns the exit code.
+
+    When a process fails, torchrun stops the others; this prints one line naming the first
+    failure and returns its exit code (its own error line comes from that process).
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        run(parse_args(launch_args(sys.argv[1:], nproc)))
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        code = failure.exitcode if failure.exitcode > 0 else 1
+        how = f"exit code {failure.exitcode}" if failure.exitcode > 0 else f"signal {-failure.exitcode}"
+        print(f"convae: error: training process {rank} of {nproc} failed ({how}); stopped the others",
+              file=sys.stderr)
+        return code
+    return 0

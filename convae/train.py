@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,10 +102,11 @@ def train(
         raise UsageError("--batch-size and --lr must be positive")
     rank, world = _rank_world()
     ckpt = checkpoint_path(out)
+    if resume and not ckpt.is_file():
+        shared = f" on process {rank}'s machine (multi-node --resume needs a shared file system)" if rank else ""
+        raise UsageError(f"--resume: no checkpoint {ckpt} to resume from{shared}")
     if rank == 0:
         check_writable(out, force or resume)
-        if resume and not ckpt.is_file():
-            raise UsageError(f"--resume: no checkpoint {ckpt} to resume from")
         if not resume and ckpt.exists() and not force:
             raise UsageError(f"{ckpt} exists from an earlier run; pass --resume to continue it or --force")
     if recipe.batch_size % world:
@@ -124,11 +126,19 @@ def train(
     state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
     if resume:
         state = load_checkpoint(ckpt, net, optimizer, scheduler)
+        if scheduler is not None and scheduler.total_steps != recipe.epochs * steps_per_epoch:
+            raise UsageError(f"--resume: {ckpt} was made with another --epochs or --batch-size, and the one-cycle"
+                             " schedule cannot change length; resume with the original settings")
     try:
         state = _epochs(net, ddp, data, optimizer, scheduler, recipe, state, seed, crop, ckpt, on_step, on_epoch)
     except KeyboardInterrupt:
         where = f"{ckpt} holds epoch {_saved_epoch(ckpt)}" if ckpt.exists() else "no epoch finished"
         raise Interrupted(f"interrupted; {where}; continue with --resume") from None
+    except RuntimeError as exc:
+        if world == 1:
+            raise
+        first = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        raise TrainingError(f"process {rank}: another training process failed or stopped answering ({first})") from None
     return _finish(net, data, out, recipe, seed, crop, state, extra_metadata or {}, rank, world)
 
 
@@ -201,7 +211,8 @@ def _finish(net: Autoencoder, data: Dataset, out: Path, recipe: Recipe, seed: in
     from convae.calibrate import calibrate
 
     net = net.to(memory_format=torch.contiguous_format).eval()
-    calibrate(net, data.train, crop)
+    if rank == 0:  # only rank 0 saves; the others hold the same parameters
+        calibrate(net, data.train, crop)
     history = state["history"]
     last = history[-1]
     meta = {
