@@ -141,7 +141,8 @@ def train_cmd(
             raise fail(f"--epochs {epochs}: must be at least 1", 2)
         if threads:
             torch.set_num_threads(threads)
-        rank = setup_distributed(_device(device))
+        dev = _device(device)
+        rank = setup_distributed(dev)
         chosen = RECIPES[recipe].override(epochs=epochs, batch_size=batch_size, lr=lr)
         torch.manual_seed(seed)  # initialisation; train() seeds the data order
         net = create_model(model)
@@ -177,7 +178,7 @@ def train_cmd(
                                  f"  {rec['images_per_s']:.0f} img/s")
 
             result = train(net, ds, out, chosen, seed=seed, crop=crop, resume=resume, force=force,
-                           on_step=on_step, on_epoch=on_epoch, extra_metadata=extra)
+                           on_step=on_step, on_epoch=on_epoch, extra_metadata=extra, device=dev)
         if show:
             last = result.history[-1]
             stderr.print(f"saved {out} (sha256 {result.sha256[:12]}…); train MSE {last['train_mse']:.5f}"

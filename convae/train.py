@@ -72,11 +72,12 @@ def _sampler(n: int, seed: int, rank: int, world: int) -> DistributedSampler:
 def mean_mse(model: Autoencoder, images: ImageSet, batch_size: int = 1000, crop: int | None = None) -> float:
     """True mean squared error over a whole image set (float latents, no quantisation)."""
     model.eval()
+    device = next(model.parameters()).device
     total, count = 0.0, 0
     gen = torch.Generator().manual_seed(0)
     for start in range(0, len(images), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(images)))
-        x = images.batch(idx, crop, gen)
+        x = images.batch(idx, crop, gen).to(device).contiguous(memory_format=torch.channels_last)
         total += float(((model(x)[0] - x) ** 2).flatten(1).mean(1).sum())
         count += len(idx)
     return total / max(count, 1)
@@ -94,6 +95,7 @@ def train(
     on_step: StepCallback | None = None,
     on_epoch: EpochCallback | None = None,
     extra_metadata: dict[str, Any] | None = None,
+    device: str = "cpu",
 ) -> TrainResult:
     """Train ``model`` on ``data`` with ``recipe``; write weights, history and loss curve beside ``out``."""
     if recipe.epochs < 1:
@@ -115,7 +117,7 @@ def train(
     n = len(data.train)
     local_batch = recipe.batch_size // world
     steps_per_epoch = math.ceil(math.ceil(n / world) / local_batch)
-    net = model.to(memory_format=torch.channels_last)
+    net = model.to(device, memory_format=torch.channels_last)
     ddp = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = None
@@ -152,6 +154,7 @@ def _epochs(net: Autoencoder, ddp: torch.nn.Module, data: Dataset, optimizer: to
             recipe: Recipe, state: dict[str, Any], seed: int, crop: int | None, ckpt: Path,
             on_step: StepCallback | None, on_epoch: EpochCallback | None) -> dict[str, Any]:
     rank, world = _rank_world()
+    device = next(net.parameters()).device
     n = len(data.train)
     local_batch = recipe.batch_size // world
     sampler = _sampler(n, seed, rank, world)
@@ -165,7 +168,8 @@ def _epochs(net: Autoencoder, ddp: torch.nn.Module, data: Dataset, optimizer: to
         loss_sum, seen = 0.0, 0
         for step in range(0, len(order), local_batch):
             idx = order[step : step + local_batch]
-            x = data.train.batch(idx, crop, gen).contiguous(memory_format=torch.channels_last)
+            x = data.train.batch(idx, crop, gen).to(device, non_blocking=True)
+            x = x.contiguous(memory_format=torch.channels_last)
             loss, terms = net.criterion(x, ddp(x))
             if not math.isfinite(loss.item()):
                 where = f"epoch {epoch + 1}, step {step // local_batch + 1}"
@@ -210,7 +214,7 @@ def _finish(net: Autoencoder, data: Dataset, out: Path, recipe: Recipe, seed: in
             state: dict[str, Any], extra: dict[str, Any], rank: int, world: int) -> TrainResult:
     from convae.calibrate import calibrate
 
-    net = net.to(memory_format=torch.contiguous_format).eval()
+    net = net.to("cpu").eval()  # calibrated and saved on the CPU (channels_last keeps it fast)
     if rank == 0:  # only rank 0 saves; the others hold the same parameters
         calibrate(net, data.train, crop)
     history = state["history"]
