@@ -29,7 +29,10 @@ def check_writable(path: Path, force: bool) -> None:
 @contextlib.contextmanager
 def temp_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it is removed unless the caller renamed it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    except OSError as exc:
+        raise as_output_error(exc, path) from exc
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())

@@ -227,7 +227,8 @@ def compress(
                 if progress:
                     progress(len(batch), len(files))
         if not writer.entries:
-            raise DataError("no image could be read; nothing was written")
+            raise DataError(f"no image could be read ({len(summary.skipped)} skipped, the first: "
+                            f"{summary.skipped[0]['error']}); nothing was written")
         header = model_header(loaded, q, "ans" if coder else "raw")
         if header_shard:
             header["shard"] = header_shard

@@ -20,10 +20,6 @@ class EntropyCoder:
         freqs = np.asarray(freqs, dtype=np.float64)
         self.levels = freqs.shape[1]
         self.models = [constriction.stream.model.Categorical(row / row.sum(), perfect=False) for row in freqs]
-        # No symbol costs fewer bits than its channel's most probable one (with margin for fixed point):
-        # a lower bound on a valid stream's length, so a short stream cannot claim a huge image.
-        p_max = np.minimum(freqs.max(1) / freqs.sum(1) + 2.0**-12, 1.0)
-        self._min_bits_per_position = float(-np.log2(p_max).sum())
 
     def encode(self, symbols: np.ndarray) -> bytes:
         """Bitstream bytes (little-endian 32-bit words) for one image's symbols."""
@@ -34,15 +30,16 @@ class EntropyCoder:
 
     def decode(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         """Symbols ``shape`` decoded from ``data``; a stream of the wrong length is refused."""
-        if len(data) % 4 or not data:
+        if len(data) % 4:  # (empty is valid: symbols whose cumulative frequency is 0 leave the coder empty)
             raise FormatError("corrupt bitstream (length is not a whole number of 32-bit words)")
-        if 8 * len(data) + 128 < 0.9 * shape[1] * shape[2] * self._min_bits_per_position:
-            raise FormatError("corrupt bitstream (too short for the image size it claims)")
-        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
         out = np.empty(shape, dtype=np.int32)
         n = shape[1] * shape[2]
-        for c in range(shape[0]):
-            out[c] = coder.decode(self.models[c], n).reshape(shape[1:])
+        try:
+            coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+            for c in range(shape[0]):
+                out[c] = coder.decode(self.models[c], n).reshape(shape[1:])
+        except (ValueError, RuntimeError) as exc:  # constriction refuses e.g. a stream ending in a zero word
+            raise FormatError(f"corrupt bitstream ({exc})") from exc
         if not coder.is_empty():
             raise FormatError("corrupt bitstream (data left over after the last symbol)")
         return out

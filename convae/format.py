@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -119,15 +120,20 @@ class CodeWriter:
                 self._raw.close()  # flushes the last buffered bytes
             except OSError as exc:
                 raise as_output_error(exc, self.out) from exc
-            with temp_path(self.out) as npy_tmp, temp_path(self.manifest) as json_tmp:
+            with temp_path(self.out) as npy_tmp:
                 total = sum(e.nbytes for e in self.entries) // dtype.itemsize
                 shape = shape or (total,)
                 _raw_to_npy(self._raw_path, npy_tmp, dtype, shape)
                 codes = {"sha256": file_sha256(npy_tmp), "dtype": dtype.name, "shape": list(shape)}
                 doc = build_manifest(header, self.entries, codes)
-                json_tmp.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
-                commit(npy_tmp, self.out)
-                commit(json_tmp, self.manifest)
+                with temp_path(self.manifest) as json_tmp:
+                    json_tmp.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+                    commit(npy_tmp, self.out)  # the manifest goes last: it names the .npy's sha256
+                    try:
+                        commit(json_tmp, self.manifest)
+                    except OutputError:
+                        self.out.unlink(missing_ok=True)  # no .npy without its manifest
+                        raise
         finally:
             self.close()
         return doc
@@ -193,7 +199,7 @@ def read_manifest(codes_path: Path) -> dict[str, Any]:
         raise FormatError(f"{path}: not a convae manifest (no {MAGIC!r} magic)")
     if doc.get("version") != VERSION or type(doc.get("version")) is not int:
         raise FormatError(
-            f"{path}: manifest format version {doc.get('version')!r} is not supported "
+            f"{path}: manifest format version {doc.get('version')!r:.20} is not supported "
             f"(this convae reads version {VERSION}); use a matching convae release"
         )
     if doc.get("checksum") != manifest_checksum(doc):
@@ -284,9 +290,11 @@ def open_codes(codes_path: Path) -> CodeFile:
     if sha != codes_meta["sha256"]:
         raise FormatError(f"{codes_path}: codes do not match their manifest (sha256 differs: replaced or corrupt)")
     try:
-        codes = np.load(codes_path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise FormatError(f"{codes_path}: not a valid .npy file ({exc})") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. a header only Python 2's parser reads: not written by convae
+            codes = np.load(codes_path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TokenError... on bad headers
+        raise FormatError(f"{codes_path}: not a valid .npy file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(codes, np.ndarray):
         raise FormatError(f"{codes_path}: not a single .npy array")
     if codes.dtype.name != codes_meta["dtype"] or list(codes.shape) != codes_meta["shape"]:

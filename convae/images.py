@@ -94,7 +94,7 @@ def _open(path: Path) -> Image.Image:
     try:
         img = Image.open(path)
     except Image.DecompressionBombError as exc:
-        raise DataError(f"{path}: refused as a decompression bomb ({exc})") from exc
+        raise DataError(f"{path}: declares over {MAX_PIXELS:,} pixels, refused as a decompression bomb") from exc
     except UnidentifiedImageError as exc:
         raise DataError(f"{path}: not an image file, or an unsupported format") from exc
     except PermissionError as exc:
@@ -106,7 +106,7 @@ def _open(path: Path) -> Image.Image:
     w, h = img.size
     if w * h > MAX_PIXELS or w <= 0 or h <= 0:
         img.close()
-        raise DataError(f"{path}: declares {w}x{h} pixels (limit {MAX_PIXELS:,}), refused as a decompression bomb")
+        raise DataError(f"{path}: declares {w}x{h} pixels, over {MAX_PIXELS:,}: refused as a decompression bomb")
     return img
 
 

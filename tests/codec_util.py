@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,14 @@ from PIL import Image
 
 from convae.format import manifest_checksum
 from tests.conftest import make_images
+
+
+def convae_script() -> str:
+    """The installed `convae` console script (next to this Python, else on PATH)."""
+    beside = Path(sys.executable).with_name("convae")
+    found = str(beside) if beside.is_file() else shutil.which("convae")
+    assert found, "the convae console script is not installed"
+    return found
 
 
 def invoke(runner, *args: object):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +14,6 @@ from PIL import Image
 
 from tests.codec_util import gray, invoke, mode_images, ok, one_line_error, save, snapshot
 from tests.conftest import make_images, write_pngs
-
-
-def convae_script() -> str:
-    """The installed `convae` console script (next to this Python, else on PATH)."""
-    beside = Path(sys.executable).with_name("convae")
-    found = str(beside) if beside.is_file() else shutil.which("convae")
-    assert found, "the convae console script is not installed"
-    return found
 
 
 def reference(model: Path, pixels: np.ndarray, bits: int = 8) -> np.ndarray:

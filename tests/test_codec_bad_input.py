@@ -1,0 +1,283 @@
+"""Every bad input of the codec issue: one-line error naming the file, exit != 0, no partial output, no damage."""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convae.weightfile import read_weights, save_weights
+from convae.zoo import load_model
+from tests.codec_util import invoke, ok, one_line_error, resign, snapshot
+
+as_root = pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions; the patched tests cover it")
+
+
+def clean_failure(result, tmp_path: Path, before: dict, code: int = 1, names: object = None) -> str:
+    """One-line error, and every file under tmp_path exactly as before (nothing new, nothing changed)."""
+    err = one_line_error(result, code, names)
+    assert snapshot(tmp_path) == before
+    return err
+
+
+@pytest.fixture
+def codes(runner, tiny_model, tmp_path, image_folder) -> Path:
+    npy = tmp_path / "c.npy"
+    ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "-q"))
+    return npy
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares ``width`` x ``height`` (valid CRCs, a tiny IDAT): a decompression bomb."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _encoded(fmt: str) -> bytes:
+    """A 64x64 noise image (so the pixel data is most of the file) encoded as ``fmt``."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+BAD_FILES = {
+    "zero.png": b"",
+    "truncated.png": _encoded("PNG")[:2000],
+    "truncated.jpg": _encoded("JPEG")[:1000],
+    "text.png": b"hello, I am only text\n",
+    "bomb.png": png_header(100000, 100000),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+def test_bad_image_file(runner, tiny_model, tmp_path, image_folder, name):
+    bad = image_folder / name
+    bad.write_bytes(BAD_FILES[name])
+    before = snapshot(tmp_path)
+    err = clean_failure(invoke(runner, "compress", image_folder, tmp_path / "out.npy", "--model", tiny_model),
+                        tmp_path, before, 1, bad)
+    if name == "bomb.png":
+        assert "bomb" in err
+    alone = invoke(runner, "compress", bad, tmp_path / "out.npy", "--model", tiny_model)
+    clean_failure(alone, tmp_path, before, 1, bad)
+
+
+def test_nonexistent_path_and_empty_folder(runner, tiny_model, tmp_path, image_folder):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    before = snapshot(tmp_path)
+    missing = tmp_path / "nope"
+    clean_failure(invoke(runner, "compress", missing, tmp_path / "o.npy", "--model", tiny_model), tmp_path, before, 1,
+                  missing)
+    clean_failure(invoke(runner, "compress", image_folder, missing, tmp_path / "o.npy", "--model", tiny_model),
+                  tmp_path, before, 1, missing)
+    clean_failure(invoke(runner, "compress", empty, tmp_path / "o.npy", "--model", tiny_model), tmp_path, before, 1,
+                  empty)
+    clean_failure(invoke(runner, "decompress", tmp_path / "nope.npy", tmp_path / "r"), tmp_path, before, 1, "nope.npy")
+    assert not (tmp_path / "r").exists()
+
+
+def test_unreadable_image_permission(runner, tiny_model, tmp_path, image_folder, monkeypatch):
+    """Simulated in-process (tests run as root, which reads anything): open() raises PermissionError."""
+    locked = image_folder / "img0003.png"
+    real_open = builtins.open
+
+    def guarded(file, *args, **kwargs):
+        if Path(str(file)) == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    before = snapshot(tmp_path)
+    err = clean_failure(invoke(runner, "compress", image_folder, tmp_path / "o.npy", "--model", tiny_model),
+                        tmp_path, before, 1, locked)
+    assert "permission denied" in err
+
+
+@as_root
+def test_unreadable_image_chmod(runner, tiny_model, tmp_path, image_folder):
+    locked = image_folder / "img0003.png"
+    locked.chmod(0)
+    r = invoke(runner, "compress", image_folder, tmp_path / "o.npy", "--model", tiny_model)
+    locked.chmod(0o644)
+    assert "permission denied" in one_line_error(r, 1, locked)
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_npy_holding_a_pickle(runner, tiny_model, tmp_path, codes):
+    np.save(codes, np.array([{"evil": 1}, None], dtype=object), allow_pickle=True)
+    resign(codes)  # the sha256 matches, so np.load(allow_pickle=False) is what refuses it
+    before = snapshot(tmp_path)
+    err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", tiny_model), tmp_path, before,
+                        1, codes)
+    assert "not a valid .npy" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("resigned", [False, True])
+def test_truncated_npy(runner, tiny_model, tmp_path, codes, resigned):
+    codes.write_bytes(codes.read_bytes()[:-40])
+    if resigned:
+        resign(codes)  # past the sha256 check: the array length is what disagrees
+    before = snapshot(tmp_path)
+    err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", tiny_model), tmp_path, before,
+                        1, codes)
+    assert ("not a valid .npy" in err or "disagree" in err) if resigned else "sha256" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_manifest_invalid_json_and_other_version(runner, tiny_model, tmp_path, codes):
+    manifest = codes.with_suffix(".json")
+    good = manifest.read_text()
+    manifest.write_text(good[: len(good) // 2] + "\n")  # hand-edited into invalid JSON
+    before = snapshot(tmp_path)
+    err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", tiny_model), tmp_path, before,
+                        1, manifest)
+    assert "not valid JSON" in err
+    one_line_error(invoke(runner, "info", codes), 1, manifest)
+    doc = json.loads(good)
+    doc["version"] = 2
+    resign(codes, doc)
+    before = snapshot(tmp_path)
+    err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", tiny_model), tmp_path, before,
+                        1, manifest)
+    assert "version 2 is not supported" in err
+    doc["version"] = 1
+    doc["images"]["count"] = 13  # a hand edit without updating the checksum
+    manifest.write_text(json.dumps(doc))
+    assert "checksum" in one_line_error(invoke(runner, "decompress", codes, tmp_path / "r", "--model", tiny_model))
+    manifest.unlink()
+    assert "manifest missing" in one_line_error(invoke(runner, "decompress", codes, tmp_path / "r"), 1, manifest)
+    assert not (tmp_path / "r").exists()
+
+
+def test_codes_from_another_model(runner, tiny_model, tmp_path, codes):
+    other = load_model(str(tiny_model)).model
+    other.decoder[0].bias.data += 0.01
+    other_path = tmp_path / "other.safetensors"
+    save_weights(other, other_path, {})
+    before = snapshot(tmp_path)
+    err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", other_path), tmp_path, before,
+                        1, other_path)
+    assert read_weights(tiny_model)[2][:12] in err and "--model" in err
+    err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r"), tmp_path, before, 1, tiny_model)
+    assert "--model" in err  # without --model: the manifest names the weights that made the codes
+    assert not (tmp_path / "r").exists()
+
+
+def test_outputs_exist_without_force(runner, tiny_model, tmp_path, image_folder, codes):
+    before = snapshot(tmp_path)
+    clean_failure(invoke(runner, "compress", image_folder, codes, "--model", tiny_model), tmp_path, before, 1,
+                  "--force")
+    lone = tmp_path / "lone.npy"
+    lone.with_suffix(".json").write_text("{}")  # only the manifest name is taken
+    before = snapshot(tmp_path)
+    clean_failure(invoke(runner, "compress", image_folder, lone, "--model", tiny_model), tmp_path, before, 1,
+                  lone.with_suffix(".json"))
+    recon = tmp_path / "r"
+    recon.mkdir()
+    (recon / "img0005.png").write_bytes(b"precious")
+    before = snapshot(tmp_path)
+    clean_failure(invoke(runner, "decompress", codes, recon, "--model", tiny_model), tmp_path, before, 1,
+                  recon / "img0005.png")
+    ok(invoke(runner, "decompress", codes, recon, "--model", tiny_model, "--force", "-q"))
+    assert Image.open(recon / "img0005.png").size == (28, 28) and len(list(recon.iterdir())) == 12
+    ok(invoke(runner, "compress", image_folder, codes, "--model", tiny_model, "--force", "-q"))
+
+
+def test_output_folder_not_writable(runner, tiny_model, tmp_path, image_folder, codes, monkeypatch):
+    """Simulated: creating a file in the output folder fails with EACCES (root would bypass chmod)."""
+    import convae.atomic
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(convae.atomic.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(convae.atomic.tempfile, "mkdtemp", denied)
+    before = snapshot(tmp_path)
+    err = clean_failure(invoke(runner, "compress", image_folder, tmp_path / "o.npy", "--model", tiny_model), tmp_path,
+                        before, 1, tmp_path / "o.npy")
+    assert "permission denied" in err
+    err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", tiny_model), tmp_path, before,
+                        1, tmp_path / "r")
+    assert "permission denied" in err and not (tmp_path / "r").exists()
+
+
+@as_root
+def test_output_folder_not_writable_chmod(runner, tiny_model, tmp_path, image_folder):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        r = invoke(runner, "compress", image_folder, locked / "o.npy", "--model", tiny_model)
+        one_line_error(r, 1, locked)
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)
+
+
+def test_disk_full_while_compressing(runner, tiny_model, tmp_path, image_folder, monkeypatch):
+    import convae.format
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(convae.format.shutil, "copyfileobj", full)
+    out = tmp_path / "o.npy"
+    before = snapshot(tmp_path)
+    err = clean_failure(invoke(runner, "compress", image_folder, out, "--model", tiny_model), tmp_path, before, 1, out)
+    assert "no space left" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]  # no temp file either
+
+
+def test_disk_full_while_decompressing(runner, tiny_model, tmp_path, codes, monkeypatch):
+    recon = tmp_path / "r"
+    recon.mkdir()
+    (recon / "keep.txt").write_text("existing file")
+    real_save = Image.Image.save
+    calls = {"n": 0}
+
+    def save_then_fill(self, fp, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 5:  # five PNGs fit, the sixth hits a full disk halfway
+            Path(fp).write_bytes(b"\x89PNG partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save_then_fill)
+    before = snapshot(tmp_path)
+    err = clean_failure(invoke(runner, "decompress", codes, recon, "--model", tiny_model), tmp_path, before, 1, recon)
+    assert "no space left" in err and calls["n"] > 5
+    assert [p.name for p in recon.iterdir()] == ["keep.txt"]  # no PNG, no staging folder
+
+
+def test_manifest_rename_failing_leaves_no_lone_npy(runner, tiny_model, tmp_path, image_folder, monkeypatch):
+    """The .npy is renamed into place first and the manifest last; if the last step fails, the .npy goes too."""
+    import convae.format
+    from convae.errors import OutputError
+
+    real_commit = convae.format.commit
+
+    def commit(tmp, path):
+        if path.suffix == ".json":
+            raise OutputError(f"cannot write {path}: simulated")
+        real_commit(tmp, path)
+
+    monkeypatch.setattr(convae.format, "commit", commit)
+    before = snapshot(tmp_path)
+    clean_failure(invoke(runner, "compress", image_folder, tmp_path / "o.npy", "--model", tiny_model), tmp_path,
+                  before, 1, "o.json")

@@ -1,0 +1,103 @@
+"""`compress --shard K/N` + `convae merge`: shards join into exactly the file one process writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.codec_util import convae_script, gray, invoke, mode_images, ok, one_line_error, save, snapshot
+from tests.conftest import make_images, write_pngs
+
+
+@pytest.fixture
+def job(tmp_path) -> Path:
+    """A folder of 25 images: mixed sizes and modes, nested."""
+    src = tmp_path / "in"
+    write_pngs(src / "a", make_images(10, seed=11))
+    write_pngs(src / "b" / "c", make_images(6, seed=12))
+    mode_images(src / "modes")
+    save(Image.fromarray(gray(33, 50)), src / "z.png")
+    return src
+
+
+def _compress_shards(runner, src: Path, out: Path, model: Path, n: int, *extra: str) -> list[Path]:
+    parts = []
+    for k in range(1, n + 1):
+        part = out / f"part-{k}.npy"
+        ok(invoke(runner, "compress", src, part, "--model", model, "--shard", f"{k}/{n}", "-q", *extra))
+        parts.append(part)
+    return parts
+
+
+@pytest.mark.parametrize("extra", [(), ("--raw",)])
+def test_merged_shards_equal_single_run(runner, tiny_model, tmp_path, job, extra):
+    if extra:  # --raw keeps no transparency: a job of opaque images, one size, so the codes are (N, C, h, w)
+        shutil.rmtree(job)
+        write_pngs(job, make_images(25, seed=13))
+    single = tmp_path / "single.npy"
+    ok(invoke(runner, "compress", job, single, "--model", tiny_model, "-q", *extra))
+    parts = _compress_shards(runner, job, tmp_path, tiny_model, 3, *extra)
+    counts = [json.loads(p.with_suffix(".json").read_text())["images"]["count"] for p in parts]
+    assert counts == [8, 8, 9]
+    merged = tmp_path / "merged.npy"
+    r = invoke(runner, "merge", parts[2], parts[0], parts[1], merged, "--json")  # any order
+    ok(r)
+    assert json.loads(r.stdout)["images"] == 25
+    assert merged.read_bytes() == single.read_bytes()
+    assert merged.with_suffix(".json").read_bytes() == single.with_suffix(".json").read_bytes()
+    ok(invoke(runner, "decompress", single, tmp_path / "r1", "--model", tiny_model, "-q"))
+    ok(invoke(runner, "decompress", merged, tmp_path / "r2", "--model", tiny_model, "-q"))
+    assert snapshot(tmp_path / "r1") == snapshot(tmp_path / "r2") and len(snapshot(tmp_path / "r1")) == 25
+
+
+def test_merge_refuses_incomplete_or_foreign_shards(runner, tiny_model, tmp_path, job):
+    parts = _compress_shards(runner, job, tmp_path, tiny_model, 3)
+    out = tmp_path / "m.npy"
+    before = snapshot(tmp_path)
+    assert "[2]" in one_line_error(invoke(runner, "merge", parts[0], parts[2], out), 1)
+    one_line_error(invoke(runner, "merge", parts[0], parts[0], parts[1], parts[2], out), 1, "given twice")
+    other = tmp_path / "other"
+    write_pngs(other, make_images(5, seed=3))
+    foreign = tmp_path / "foreign-2.npy"
+    ok(invoke(runner, "compress", other, foreign, "--model", tiny_model, "--shard", "2/3", "-q"))
+    one_line_error(invoke(runner, "merge", parts[0], foreign, parts[2], out), 1, "another job")
+    whole = tmp_path / "whole.npy"
+    ok(invoke(runner, "compress", job, whole, "--model", tiny_model, "-q"))
+    one_line_error(invoke(runner, "merge", whole, parts[1], out), 1, "not a shard")
+    (job / "a" / "img0003.png").write_bytes(b"broken")
+    skipped = tmp_path / "skipped-1.npy"
+    assert invoke(runner, "compress", job, skipped, "--model", tiny_model, "--shard", "1/3", "-q",
+                  "--on-error", "skip").exit_code == 1
+    one_line_error(invoke(runner, "merge", skipped, parts[1], parts[2], out), 1, "every image")
+    assert not out.exists() and not out.with_suffix(".json").exists()
+    assert {k: v for k, v in snapshot(tmp_path).items() if k in before and k != "in/a/img0003.png"} == {
+        k: v for k, v in before.items() if k != "in/a/img0003.png"}  # the shards were not touched
+    one_line_error(invoke(runner, "compress", job, tmp_path / "e.npy", "--model", tiny_model, "--shard", "1/30"), 2,
+                   "empty")
+
+
+def test_xargs_parallel_shards_with_the_installed_script(tiny_model, tmp_path, job):
+    """Three `convae` processes at once under `xargs -P 3`, then `convae merge`: same bytes as one process."""
+    convae = convae_script()
+    assert shutil.which("xargs")
+    cmd = [
+        "xargs", "-P", "3", "-I", "K", convae, "compress", str(job), str(tmp_path / "part-K.npy"),
+        "--shard", "K/3", "--model", str(tiny_model), "-q",
+    ]
+    r = subprocess.run(cmd, input="1\n2\n3\n", capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stderr
+    parts = [str(tmp_path / f"part-{k}.npy") for k in (1, 2, 3)]
+    r = subprocess.run([convae, "merge", *parts, str(tmp_path / "all.npy"), "-q"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    single = tmp_path / "single.npy"
+    r = subprocess.run([convae, "compress", str(job), str(single), "--model", str(tiny_model), "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and json.loads(r.stdout)["images"] == 25
+    assert (tmp_path / "all.npy").read_bytes() == single.read_bytes()
+    assert (tmp_path / "all.json").read_bytes() == single.with_suffix(".json").read_bytes()
