@@ -1,7 +1,9 @@
 """Data sets: Fashion-MNIST IDX files and folders of images, held in memory as uint8.
 
 Name a data set on the command line as ``fashion-mnist:PATH`` (a folder with the four IDX
-``.gz`` files; ``fashion-mnist:PATH:test`` picks the split for eval) or as a folder of images.
+``.gz`` files; ``fashion-mnist:PATH:test`` picks the split for eval) or as a folder of images;
+``exclude`` globs (matched against paths relative to the folder) leave images of a folder out,
+e.g. an evaluation set kept apart from training.
 """
 
 from __future__ import annotations
@@ -95,21 +97,38 @@ def load_fashion_mnist(folder: Path, splits: tuple[str, ...] = ("train", "test")
     return out
 
 
-def load_folder(folder: Path, channels: int) -> ImageSet:
-    """Every image under ``folder`` (recursive, sorted) converted to ``channels`` channels."""
+def load_folder(folder: Path, channels: int, exclude: tuple[str, ...] = ()) -> ImageSet:
+    """Every image under ``folder`` (recursive, sorted) converted to ``channels`` channels, minus ``exclude``."""
     _, files = find_images([folder])
+    files = [p for p in files if not any(p.relative_to(folder).match(g) for g in exclude)]
+    if not files:
+        raise DataError(f"{folder}: every image is excluded by {', '.join(exclude)}")
     images = [torch.from_numpy(read_image(p, channels).pixels).permute(2, 0, 1).contiguous() for p in files]
     if len({tuple(t.shape) for t in images}) == 1:
         return ImageSet(torch.stack(images), str(folder))
     return ImageSet(images, str(folder))
 
 
-def load_dataset(spec: str, channels: int, split: str | None = None) -> Dataset:
+def load_dataset(spec: str, channels: int, split: str | None = None, exclude: tuple[str, ...] = (),
+                 limit: int | None = None) -> Dataset:
     """Parse a ``--data`` value and load it (see the module docstring for the syntax).
 
-    ``split`` ("train"/"test") picks one Fashion-MNIST split unless the spec names one.
+    ``split`` ("train"/"test") picks one Fashion-MNIST split unless the spec names one;
+    ``exclude`` globs apply to folders only; ``limit`` keeps the first N training images.
     """
+    ds = _load(spec, channels, split, exclude)
+    if limit is not None:
+        if limit < 1:
+            raise UsageError(f"--limit {limit}: must be at least 1")
+        ds.train = ImageSet(ds.train.images[:limit], ds.train.name)
+        ds.info = {**ds.info, "train_limit": limit}
+    return ds
+
+
+def _load(spec: str, channels: int, split: str | None, exclude: tuple[str, ...]) -> Dataset:
     if spec.startswith("fashion-mnist:"):
+        if exclude:
+            raise UsageError("--exclude applies to folders of images, not to fashion-mnist:PATH")
         path, want = spec.split(":", 1)[1], split
         for name in IDX_FILES:
             if path.endswith(":" + name):
@@ -127,5 +146,8 @@ def load_dataset(spec: str, channels: int, split: str | None = None) -> Dataset:
         raise DataError(f"{folder}: data folder does not exist")
     if not folder.is_dir():
         raise DataError(f"{folder}: --data must be a folder of images or fashion-mnist:PATH")
-    images = load_folder(folder, channels)
-    return Dataset(spec, images, None, {"source": str(folder)})
+    images = load_folder(folder, channels, exclude)
+    info = {"source": str(folder), "images": len(images)}
+    if exclude:
+        info["excluded"] = list(exclude)
+    return Dataset(spec, images, None, info)

@@ -76,7 +76,8 @@ class Quantizer(nn.Module):
     def fit_range(self, y_min: Tensor, y_max: Tensor) -> None:
         """Set the per-channel range from observed minima and maxima of training latents."""
         if int(self.mode) == INTEGER:
-            lo, hi = torch.round(y_min), torch.round(y_max)
+            lo = torch.round(y_min)
+            hi = torch.maximum(torch.round(y_max), lo + 1)  # at least two symbols: a one-symbol table cannot code
             self.levels.fill_(int((hi - lo).max().item()) + 1)
         else:
             lo, hi = y_min, torch.maximum(y_max, y_min + 1e-6)

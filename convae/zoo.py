@@ -75,3 +75,18 @@ def _build(state: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> 
         first = str(exc).strip().splitlines()[0]
         raise WeightsError(f"{path} does not fit variant {meta['variant']!r}: {first}") from exc
     return model.eval()
+
+
+def warm_start(model: Autoencoder, path: Path) -> dict[str, str]:
+    """Load the weights at ``path`` into ``model`` (same architecture) to fine-tune from; metadata to record."""
+    if not Path(path).is_file():
+        raise WeightsError(f"--init: weights file {path} does not exist")
+    state, meta, sha = read_weights(Path(path))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise WeightsError(f"--init {path} does not fit variant {model.variant!r}: {first}") from exc
+    return {"init_from": Path(path).name, "init_variant": meta["variant"], "init_sha256": sha,
+            "init_train_seconds": meta.get("train_seconds", "")}
+
