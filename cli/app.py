@@ -189,21 +189,43 @@ def train_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    data: DataOpt,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="fashion-mnist:PATH[:train|test] or a folder "
+                                             "of images (--rd: fashion-mnist:PATH, default under $CONVAE_DATA).")]
+    = None,
     model: ModelOpt = None,
     bits: Annotated[int | None, typer.Option(help="Quantisation bits (uniform variants).")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N images.")] = None,
     grid: Annotated[Path | None, typer.Option(help="Write originals above reconstructions to this PNG.")] = None,
     grid_count: Annotated[int, typer.Option(help="Images in the grid.")] = 16,
+    rd: Annotated[bool, typer.Option("--rd", help="Rate-distortion report: shipped variants vs JPEG/WebP/AVIF/PCA.")]
+    = False,
+    photos: Annotated[Path | None, typer.Option(help="With --rd: photo evaluation folder (default BSDS500/val).")]
+    = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="With --rd: output folder.")] = Path("rd/out"),
+    quick: Annotated[bool, typer.Option(help="With --rd: two qualities per codec (a smoke run).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Measure MSE, PSNR, SSIM and bits per pixel of a model on a data set.
+    """Measure MSE, PSNR, SSIM and bits per pixel of a model on a data set, or (--rd) the RD report.
 
     Example: [bold]convae eval --model seed --data fashion-mnist:data/fmnist --json[/]
     """
     with errors():
         from convae.evaluate import evaluate
 
+        if rd:
+            from convae.rd import rd_paths, run_rd, summary_rows
+
+            fashion, photo_dir = rd_paths(data, photos)
+            summary = run_rd(out, fashion, photo_dir, limit=limit, quick=quick, log=lambda m: stderr.print(m))
+            if json_out:
+                print_json(summary)
+            else:
+                for row in summary_rows(summary):
+                    _table(f"{row.pop('dataset')}: {row.pop('model')}", row)
+                stderr.print(f"wrote {out / 'summary.json'} and {out / 'rd.png'}")
+            return
+        if data is None:
+            raise fail("--data is required (or pass --rd)", 2)
         if grid is not None and grid.exists():
             raise fail(f"{grid} already exists; remove it or choose another --grid", 1)
         result = evaluate(model, data, bits=bits, limit=limit, grid=grid, grid_count=grid_count)
