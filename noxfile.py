@@ -34,3 +34,17 @@ def demo(session: nox.Session) -> None:
     """Train briefly, compress a folder, decompress it, print sizes and PSNR."""
     _install(session)
     session.run("bash", "scripts/demo.sh", *session.posargs, external=True)
+
+
+@nox.session(python=PYTHON)
+def rd(session: nox.Session) -> None:
+    """Rate-distortion report into rd/out/ (extra arguments pass to `convae eval --rd`, e.g. --quick --limit 50)."""
+    _install(session)
+    session.run("convae", "eval", "--rd", "--out", "rd/out", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def zoo(session: nox.Session) -> None:
+    """Retrain the shipped factorized variants (scripts/train_zoo.sh; STEP names pass through)."""
+    _install(session)
+    session.run("bash", "scripts/train_zoo.sh", *session.posargs, external=True, env={"SHIP": "1"})
