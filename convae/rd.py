@@ -1,13 +1,14 @@
 """The rate-distortion report (``convae eval --rd``, ``nox -s rd``).
 
-Fashion-MNIST test set: every shipped ``fm-*`` variant through the real compress/decompress
+Fashion-MNIST test set: every shipped ``fm-*`` variant (and ``seed``) through the real compress/decompress
 path (bits from the .npy plus its manifest), JPEG/WebP/AVIF one file per image and as one
 mosaic of all images, PNG (lossless size) and PCA at 8 bits. Photos (BSDS500/val, never trained
 on): the shipped ``photo-*`` variants against JPEG/WebP/AVIF per image, in grayscale and RGB.
 
 Writes one JSON per codec in CompressAI's results schema under ``OUT/DATASET/``, ``summary.json``
-(all points and Bjøntegaard deltas) and ``rd.png``. A codec's JSON is reused when it was made
-from the same images, settings and weights, so a rerun only measures what changed.
+(all points and Bjøntegaard deltas), ``summary.md`` (the same as Markdown tables) and ``rd.png``.
+A codec's JSON is reused when it was made from the same images, settings and weights, so a
+rerun only measures what changed.
 """
 
 from __future__ import annotations
@@ -131,8 +132,9 @@ def shipped(pattern: str) -> list[str]:
     return [m for m in list_models(pattern, pretrained=True) if shipped_weights(m) is not None]
 
 
-def run_fashion(fashion: Path, out: Path, limit: int | None, quick: bool, models: list[str], log: Log) -> Report:
-    """The Fashion-MNIST test-set report."""
+def run_fashion(fashion: Path, out: Path, limit: int | None, quick: bool, families: dict[str, list[str]],
+                log: Log) -> Report:
+    """The Fashion-MNIST test-set report (``families``: codec name -> convae models)."""
     sets = load_fashion_mnist(fashion)
     train = sets["train"].images.permute(0, 2, 3, 1).numpy()
     test = sets["test"].images[:limit].permute(0, 2, 3, 1).numpy()
@@ -142,10 +144,12 @@ def run_fashion(fashion: Path, out: Path, limit: int | None, quick: bool, models
     ks = PCA_COMPONENTS[1::2] if quick else PCA_COMPONENTS
     report.measure("pca", "PCA fitted on the training set, k coefficients at 8 bits (basis in the decoder)",
                    {"components": ks}, lambda: pca(train, test, ks))
-    if models:
-        work = out / "work" / "fashion-mnist"
+    work = out / "work" / "fashion-mnist"
+    if any(families.values()):
         _write_pngs(images, work / "images")
-        convae_family(report, "convae-fm", models, work / "images", work)
+    for name, models in families.items():
+        if models:
+            convae_family(report, name, models, work / "images", work)
     return report
 
 
@@ -222,8 +226,10 @@ def run_rd(out: Path, fashion: Path | None, photos: Path | None, limit: int | No
     out.mkdir(parents=True, exist_ok=True)
     reports: list[Report] = []
     if fashion is not None:
-        models = shipped("fm-*") if fm_models is None else fm_models
-        reports.append(run_fashion(fashion, out, limit, quick, models, log))
+        families = {"convae-fm": shipped("fm-*"), "convae-seed": shipped("seed")}
+        if fm_models is not None:
+            families = {"convae-fm": fm_models}
+        reports.append(run_fashion(fashion, out, limit, quick, families, log))
     if photos is not None:
         models = shipped("photo-*") if photo_models is None else photo_models
         reports += run_photos(photos, out, limit, quick, models, log)
@@ -236,6 +242,7 @@ def run_rd(out: Path, fashion: Path | None, photos: Path | None, limit: int | No
         },
     }
     write_bytes(out / "summary.json", (json.dumps(summary, indent=1) + "\n").encode())
+    write_bytes(out / "summary.md", markdown(summary).encode())
     plot_rd(summary, out / "rd.png")
     return summary
 
@@ -267,3 +274,35 @@ def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 rows.append({"dataset": dataset, "model": point["model"], "bpp": point["bpp"], "psnr": point["psnr"],
                              **gains})
     return rows
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """README-ready tables: every point of every codec, and the Bjøntegaard deltas of convae."""
+    lines = []
+    for dataset, data in summary["datasets"].items():
+        lines += [f"### {dataset} ({data['images']} images)", "",
+                  "| codec | setting | bpp | PSNR (mean MSE) | mean PSNR | SSIM | encode ms/img | decode ms/img |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for codec, doc in data["codecs"].items():
+            r = doc["results"]
+            for i, setting in enumerate(r["settings"]):
+                label = setting.get("model", setting.get("quality", setting.get("components", "")))
+                lines.append(f"| {codec} | {label} | {r['bpp'][i]:.3f} | {_fmt(r['psnr'][i])} | "
+                             f"{_fmt(r['mean_psnr'][i])} | {r['ssim'][i]:.4f} | {1000 * r['encoding_time'][i]:.2f} | "
+                             f"{1000 * r['decoding_time'][i]:.2f} |")
+        for family, d in data["deltas"].items():
+            if d["bd"]:
+                lines += ["", f"Bjøntegaard deltas of {family} (positive BD-PSNR / negative BD-rate = convae better):",
+                          "", "| baseline | BD-PSNR (dB) | BD-rate (%) |", "|---|---:|---:|"]
+                lines += [f"| {ref} | {_fmt(v['bd_psnr_db'])} | {_fmt(v['bd_rate_percent'])} |"
+                          for ref, v in d["bd"].items()]
+            key = "bd_psnr_vs_best_webp_avif_mosaic_0.5_2bpp"
+            if key in d:
+                lines += ["", f"BD-PSNR of {family} over the per-rate best of WebP-mosaic and AVIF-mosaic, "
+                              f"0.5-2 bpp: {_fmt(d[key])} dB"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"

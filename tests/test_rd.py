@@ -95,6 +95,7 @@ def test_pipeline_writes_compressai_json_summary_and_plot(tiny_data, tmp_path):
     point = fm["deltas"]["convae-fm"]["points"][0]
     assert point["model"] == str(weights) and "webp-mosaic" in point["psnr_gain_at_equal_bpp"]
     assert (out / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| convae-fm |" in (out / "summary.md").read_text()
     assert json.loads((out / "summary.json").read_text())["datasets"].keys() == summary["datasets"].keys()
     logs.clear()
     run_rd(out, fashion, photos, quick=True, fm_models=[str(weights)], photo_models=[], log=logs.append)
