@@ -96,8 +96,11 @@ def publish(stage: Path, out_dir: Path, names: list[str]) -> None:
     os.sync()
     for name in names:
         target = out_dir / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(stage / name, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / name, target)
+        except OSError as exc:
+            raise as_output_error(exc, target) from exc
 
 
 def write_bytes(path: Path, data: bytes) -> None:
