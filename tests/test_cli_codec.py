@@ -240,3 +240,34 @@ def test_info_table_and_json_without_decoding(runner, tiny_model, tmp_path, imag
     for key in ("version", "variant", "weights_sha256", "images", "total_bytes", "bits_per_pixel"):
         assert key in table.stdout
     one_line_error(invoke(runner, "info", tmp_path / "nope.npy"), 1, "nope.npy")
+
+
+@pytest.fixture(scope="module")
+def rgb_model(tmp_path_factory) -> Path:
+    """An untrained but calibrated 3-channel variant: enough to check that modes survive the conversion."""
+    import torch
+    from convae.registry import create_model, list_models
+
+    from convae.calibrate import calibrate
+    from convae.data import ImageSet
+    from convae.weightfile import save_weights
+
+    name = next((n for n in list_models() if create_model(n).in_channels == 3), None)
+    if name is None:
+        pytest.skip("no 3-channel variant is registered")
+    torch.manual_seed(0)
+    net = create_model(name)
+    calibrate(net, ImageSet((torch.rand(16, 3, 32, 32) * 255).to(torch.uint8)))
+    path = tmp_path_factory.mktemp("rgb") / f"{name}.safetensors"
+    save_weights(net, path, {})
+    return path
+
+
+def test_gray_images_through_an_rgb_model_keep_their_mode(runner, rgb_model, tmp_path):
+    files = mode_images(tmp_path / "in", 19, 23)
+    _, recon, _ = roundtrip(runner, tmp_path, rgb_model, *[files[m] for m in ("L", "LA", "I;16", "1", "RGBA")])
+    for mode, want in (("L", "L"), ("LA", "LA"), ("I;16", "I;16"), ("1", "1"), ("RGBA", "RGBA")):
+        out = Image.open(recon / files[mode].with_suffix(".png").name)
+        assert (out.mode, out.size) == (want, (23, 19)), mode
+        if "A" in mode:
+            assert out.getchannel("A").tobytes() == Image.open(files[mode]).getchannel("A").tobytes()
