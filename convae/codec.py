@@ -8,6 +8,7 @@ per-image manifest entries (a path and a few integers each) grow with the number
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -124,6 +125,25 @@ def _workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+@contextlib.contextmanager
+def _model_threads(device: str) -> Iterator[None]:
+    """On the CPU, give the model half the cores and leave the rest to the pool's image threads.
+
+    Measured on 2 cores: torch's spinning intra-op threads otherwise fight the PNG readers and
+    writers, and 10,000 small images cost 1.7x the CPU time (see docs/PERFORMANCE.md).
+    """
+    before = torch.get_num_threads()
+    want = min(before, max(1, (os.cpu_count() or 1) // 2))
+    if device != "cpu" or want == before:
+        yield
+        return
+    torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _select_quantizer(model: Autoencoder, bits: int | None) -> Quantizer:
     q = model.quantizer
     if not q.calibrated:
@@ -198,7 +218,7 @@ def compress(
     latent_shapes = set()
     writer = CodeWriter(out, force)
     try:
-        with ThreadPoolExecutor(_workers()) as pool:
+        with _model_threads(device), ThreadPoolExecutor(_workers()) as pool:
             reads = _read_ahead(pool, lambda p: _try_read(p, net.in_channels), files, 4 * _workers())
             items = zip(files, rels, reads, strict=True)
             for batch in _batches(items, batch_size, lambda t: 0 if isinstance(t[2], DataError) else t[2].pixels.size):
@@ -389,18 +409,22 @@ def decompress(
     names = output_names([e.path for e in cf.entries])
     _check_targets(out_dir, names, force)
     summary = Summary(input_bytes=src.stat().st_size + manifest_path(src).stat().st_size)
-    with staged_folder(out_dir) as stage, ThreadPoolExecutor(_workers()) as pool:
+    with staged_folder(out_dir) as stage, _model_threads(device), ThreadPoolExecutor(_workers()) as pool:
         for parent in sorted({(stage / n).parent for n in names}):
             parent.mkdir(parents=True, exist_ok=True)
         items = zip(cf.payloads(), names, strict=True)
+        writing: list = []  # the previous batch's PNGs, written in the pool while this batch decodes
         for batch in _batches(items, batch_size, lambda t: t[0][0].width * t[0][0].height):
             parsed = [(e, name, *_symbols_for(e, data, net, q, coder, dtype)) for (e, data), name in batch]
-            saves = [pool.submit(_save_png, restore(pixels, e.mode, alpha, e.has_alpha), stage / name)
-                     for e, name, pixels, alpha in _decode_batch(net, q, parsed, device)]
-            summary.output_bytes += sum(f.result() for f in saves)
+            decoded = list(_decode_batch(net, q, parsed, device))
+            share = -(-len(decoded) // _workers())  # one task per worker: few thread hand-offs
+            saves = [pool.submit(_restore_pngs, decoded[i : i + share], stage) for i in range(0, len(decoded), share)]
+            summary.output_bytes += sum(f.result() for f in writing)
+            writing = saves
             summary.pixels += sum(e.width * e.height for e, *_ in parsed)
             if progress:
                 progress(len(batch), len(names))
+        summary.output_bytes += sum(f.result() for f in writing)
         publish(stage, out_dir, names)
     summary.images = len(cf.entries)
     summary.seconds = time.perf_counter() - start
@@ -434,6 +458,10 @@ def _check_targets(out_dir: Path, names: list[str], force: bool) -> None:
         raise OutputError(f"{out_dir / clash} already exists; pass --force to overwrite")
 
 
-def _save_png(img: Any, path: Path) -> int:
-    img.save(path, format="PNG")
-    return path.stat().st_size
+def _restore_pngs(decoded: list[tuple], folder: Path) -> int:
+    """Write decoded images as PNGs in their original modes under ``folder`` (runs in the pool); returns the bytes."""
+    total = 0
+    for e, name, pixels, alpha in decoded:
+        restore(pixels, e.mode, alpha, e.has_alpha).save(folder / name, format="PNG")
+        total += (folder / name).stat().st_size
+    return total
