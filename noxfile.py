@@ -48,3 +48,10 @@ def zoo(session: nox.Session) -> None:
     """Retrain the shipped factorized variants (scripts/train_zoo.sh; STEP names pass through)."""
     _install(session)
     session.run("bash", "scripts/train_zoo.sh", *session.posargs, external=True, env={"SHIP": "1"})
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Speed benchmark against the blog's pipeline and Pillow; writes benchmarks/results.json (try --quick)."""
+    _install(session)
+    session.run("python", "benchmarks/run.py", *session.posargs)
