@@ -112,6 +112,7 @@ def train_cmd(
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads per process.")] = None,
     init: Annotated[Path | None, typer.Option(help="Start from these weights (same architecture).")] = None,
     limit: Annotated[int | None, typer.Option(help="Train on the first N training images only.")] = None,
+    lmbda: Annotated[float | None, typer.Option(help="Rate-distortion weight (variants with a rate term).")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Leave out folder images matching this glob.")] = None,
     meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE recorded in the weights' metadata.")] = None,
     device: DeviceOpt = "auto",
@@ -128,7 +129,7 @@ def train_cmd(
         raise typer.Exit(launch(nproc))
     with errors():
         import torch
-        from convae.registry import create_model
+        from convae.registry import create_model, get_spec
 
         from convae.data import load_dataset
         from convae.distributed import setup_distributed
@@ -145,7 +146,9 @@ def train_cmd(
         rank = setup_distributed(dev)
         chosen = RECIPES[recipe].override(epochs=epochs, batch_size=batch_size, lr=lr)
         torch.manual_seed(seed)  # initialisation; train() seeds the data order
-        net = create_model(model)
+        if lmbda is not None and "lmbda" not in get_spec(model).config:
+            raise fail(f"--lmbda: variant {model!r} has no rate term", 2)
+        net = create_model(model, **({"lmbda": lmbda} if lmbda is not None else {}))
         extra = dict(item.split("=", 1) for item in meta or [] if "=" in item)
         if len(extra) != len(meta or []):
             raise fail("--meta takes KEY=VALUE", 2)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every shipped factorized-prior weight file (convae/weights/fm-q*.safetensors, photo-q*.safetensors).
 #
-# Usage: scripts/train_zoo.sh [NAME...]   (default: all, in the order below; later fm runs start from earlier ones)
+# Usage: scripts/train_zoo.sh [STEP...]   (default: all steps, in the order below; later fm steps start from earlier ones)
 # Env:   DATA (default ../shared/data), RUNS (default runs/zoo), CONVAE (default: convae on PATH),
 #        SHIP=1 to copy each finished file into convae/weights/.
 # Each run records its command line, seed, data set, recipe, training seconds and the weights it started
@@ -16,26 +16,31 @@ PHOTOS="$DATA/photos"
 PHOTO_TERMS="BSDS500 train+test (non-commercial research/education only), Urban100, McMaster, SunHays80 subset (terms unknown, research use only); BSDS500/val excluded (evaluation set); see the data folder's SOURCE.md"
 mkdir -p "$RUNS"
 
-run() {  # run NAME ARGS...: train NAME into $RUNS/NAME.safetensors, recording the command
-  local name=$1
-  shift
-  local cmd=("$CONVAE" train --model "$name" --out "$RUNS/$name.safetensors" --seed 0 --force "$@")
+run() {  # run OUT MODEL ARGS...: train MODEL into $RUNS/OUT.safetensors, recording the command
+  local out=$1 model=$2
+  shift 2
+  local cmd=("$CONVAE" train --model "$model" --out "$RUNS/$out.safetensors" --seed 0 --force "$@")
   echo "+ ${cmd[*]}" >&2
-  "${cmd[@]}" --meta "command=scripts/train_zoo.sh $name: ${cmd[*]}"
-  if [[ ${SHIP:-0} == 1 ]]; then cp "$RUNS/$name.safetensors" "convae/weights/$name.safetensors"; fi
+  "${cmd[@]}" --meta "command=scripts/train_zoo.sh $out: ${cmd[*]}"
+  if [[ ${SHIP:-0} == 1 && $out == "$model" ]]; then cp "$RUNS/$out.safetensors" "convae/weights/$out.safetensors"; fi
 }
 
 want() { [[ $# -eq 0 ]] || [[ " $* " == *" $NAME "* ]]; }
 
-for NAME in fm-q3 fm-q2 fm-q1 fm-q4 photo-q2; do
+for NAME in fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 photo-q2; do
   want "$@" || continue
   case $NAME in
-    # From scratch at the middle rate, then fine-tune the neighbours from it (lambda is part of each variant).
-    fm-q3) run fm-q3 --data "$FM" --epochs 1 --batch-size 64 --lr 2e-3 ;;
-    fm-q2) run fm-q2 --data "$FM" --limit 10000 --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
-    fm-q1) run fm-q1 --data "$FM" --limit 10000 --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q2.safetensors" ;;
-    fm-q4) run fm-q4 --data "$FM" --limit 10000 --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
-    photo-q2) run photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 8 --batch-size 8 \
+    # A Fashion-MNIST model pre-trained at lambda 0.025 (1 epoch from scratch, then 2 more), from which fm-q3
+    # is trained at its own lambda; the other rates are fine-tuned from fm-q3 (fm-q1 from fm-q2).
+    # (The recorded pre-training runs wrote fm-q3-e1/fm-q3.safetensors, renamed fm-pre-e1/fm-pre-e3.)
+    fm-pre-e1) run fm-pre-e1 fm-q3 --lmbda 0.025 --data "$FM" --epochs 1 --batch-size 64 --lr 2e-3 ;;
+    fm-pre-e3) run fm-pre-e3 fm-q3 --lmbda 0.025 --data "$FM" --epochs 2 --batch-size 64 --lr 1e-3 \
+      --init "$RUNS/fm-pre-e1.safetensors" ;;
+    fm-q3) run fm-q3 fm-q3 --data "$FM" --epochs 3 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-pre-e3.safetensors" ;;
+    fm-q2) run fm-q2 fm-q2 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
+    fm-q1) run fm-q1 fm-q1 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q2.safetensors" ;;
+    fm-q4) run fm-q4 fm-q4 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
+    photo-q2) run photo-q2 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 8 --batch-size 8 \
       --lr 1e-3 --meta "data_terms=$PHOTO_TERMS" ;;
   esac
 done

@@ -80,7 +80,7 @@ def _register(name: str, description: str, **config: object) -> None:
 
 FM = {"in_channels": 1, "n": 48, "m": 32, "depth": 2}
 PHOTO = {"in_channels": 3, "n": 48, "m": 64, "depth": 3}
-FM_LAMBDAS = {"fm-q1": 0.002, "fm-q2": 0.007, "fm-q3": 0.025, "fm-q4": 0.09}
+FM_LAMBDAS = {"fm-q1": 0.0006, "fm-q2": 0.0015, "fm-q3": 0.005, "fm-q4": 0.02}
 PHOTO_LAMBDAS = {"photo-q2": 0.01}
 
 _register("factorized", "GDN + factorized prior, untrained template (set in_channels, n, m, depth, lmbda)",
