@@ -219,12 +219,14 @@ def test_info_table_and_json_without_decoding(runner, tiny_model, tmp_path, imag
     npy = tmp_path / "c.npy"
     save(Image.fromarray(gray(30, 45)), image_folder / "wide.png")
     ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "-q"))
-    import convae.codec
+    from convae.entropy import EntropyCoder
+    from convae.models.base import Autoencoder
 
     def no_decoding(*a, **k):
         raise AssertionError("info must not decode")
 
-    monkeypatch.setattr(convae.codec, "decompress", no_decoding)
+    monkeypatch.setattr(Autoencoder, "decode", no_decoding)
+    monkeypatch.setattr(EntropyCoder, "decode", no_decoding)
     r = invoke(runner, "info", npy, "--json")
     ok(r)
     info = json.loads(r.stdout)
