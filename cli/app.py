@@ -158,10 +158,6 @@ def train_cmd(
             extra |= warm_start(net, init)
         ds = load_dataset(data, net.in_channels, exclude=tuple(exclude or ()), limit=limit)
         show = rank == 0 and not quiet
-        if show:
-            world = int(os.environ.get("WORLD_SIZE", "1"))
-            stderr.print(f"train {model}: global batch {chosen.batch_size} = {world} process(es) x"
-                         f" {chosen.batch_size // world}, lr {chosen.lr} ({chosen.schedule}), {chosen.epochs} epochs")
         steps = len(ds.train) * chosen.epochs
         with progress(steps, f"train {model}", quiet=not show, info="") as bar:
             task = bar.task_ids[0]
@@ -169,6 +165,11 @@ def train_cmd(
             clock = {"start": time.perf_counter(), "seen": 0}
 
             def on_step(n: int, loss: float) -> None:
+                if not clock["seen"] and show:  # printed once training really starts (inputs are valid)
+                    world = int(os.environ.get("WORLD_SIZE", "1"))
+                    stderr.print(f"train {model}: global batch {chosen.batch_size} = {world} process(es) x"
+                                 f" {chosen.batch_size // world}, lr {chosen.lr} ({chosen.schedule}),"
+                                 f" {chosen.epochs} epochs")
                 clock["seen"] += n
                 rate = clock["seen"] / max(time.perf_counter() - clock["start"], 1e-9)
                 epoch = min(clock["seen"] // len(ds.train) + 1, chosen.epochs)
@@ -185,9 +186,7 @@ def train_cmd(
         if show:
             last = result.history[-1]
             stderr.print(f"saved {out} (sha256 {result.sha256[:12]}…); train MSE {last['train_mse']:.5f}"
-                         + (f", test MSE {last['test_mse']:.5f}" if last["test_mse"] is not None else "")
-                         + f"; global batch {result.extra['global_batch']}, lr {result.extra['lr']},"
-                           f" {result.extra['processes']} process(es)")
+                         + (f", test MSE {last['test_mse']:.5f}" if last["test_mse"] is not None else ""))
 
 
 @app.command("eval")

@@ -13,18 +13,8 @@ import numpy as np
 import pytest
 from convae.cli.app import app
 
+from tests.codec_util import one_line_error
 from tests.conftest import FASHION, make_images, needs_fashion
-
-
-def _one_line_error(result, code: int | None = None) -> str:
-    assert result.exit_code != 0
-    if code is not None:
-        assert result.exit_code == code, result.output
-    err = result.stderr.strip()
-    assert "Traceback" not in result.output and "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("convae: error:") or err.startswith("Usage:") or "Error" in err
-    return err
 
 
 def write_idx(folder: Path, images: np.ndarray) -> Path:
@@ -91,7 +81,7 @@ def test_train_bad_input(runner, tmp_path: Path, image_folder: Path, args, code,
     if "--out" in args:
         argv = ["train", *[a.format(**subs) for a in args]]
     before = sorted(p.name for p in tmp_path.iterdir())
-    err = _one_line_error(runner.invoke(app, argv), code)
+    err = one_line_error(runner.invoke(app, argv), code)
     assert needle in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no partial output
 
@@ -110,7 +100,7 @@ def test_eval_bad_weights(runner, tmp_path: Path, tiny_model: Path, image_folder
               metadata={"format": "convae-weights", "variant": "seed", "config": "{}"})
     for path, needle in ((truncated, "corrupt or truncated"), (garbage, "corrupt or truncated"),
                          (other, "does not fit variant 'seed'"), (tmp_path / "nope.safetensors", "does not exist")):
-        err = _one_line_error(runner.invoke(app, ["eval", "--model", str(path), "--data", str(image_folder)]), 1)
+        err = one_line_error(runner.invoke(app, ["eval", "--model", str(path), "--data", str(image_folder)]), 1)
         assert needle in err
 
 
