@@ -119,11 +119,12 @@ def train(
     steps_per_epoch = math.ceil(math.ceil(n / world) / local_batch)
     net = model.to(device, memory_format=torch.channels_last)
     ddp = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
-    optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     scheduler = None
     if recipe.schedule == "onecycle" and recipe.epochs * steps_per_epoch >= 8:  # shorter runs: constant lr
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25
+            optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25,
+            cycle_momentum=False,
         )
     state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
     if resume:
