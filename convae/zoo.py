@@ -14,7 +14,7 @@ from convae.models.base import Autoencoder
 from convae.registry import create_model, get_spec
 from convae.weightfile import read_weights
 
-DEFAULT_MODEL = "seed"
+DEFAULT_MODEL = "photo-q2"
 
 
 @dataclass

@@ -40,6 +40,7 @@ for NAME in fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 photo-q2; do
     fm-q2) run fm-q2 fm-q2 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
     fm-q1) run fm-q1 fm-q1 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q2.safetensors" ;;
     fm-q4) run fm-q4 fm-q4 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
+    # Photos: random 64x64 crops, 8 epochs from scratch (573 images; about 10 minutes on 2 shared cores).
     photo-q2) run photo-q2 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 8 --batch-size 8 \
       --lr 1e-3 --meta "data_terms=$PHOTO_TERMS" ;;
   esac
