@@ -1,0 +1,279 @@
+"""convae's speed benchmark: training and coding against the blog's pipeline and Pillow, in one run.
+
+Shared machines are noisy, so every headline figure is a ratio against a baseline measured in the
+same run, on the same machine, with the same threads. Every measurement runs as its own process
+(whole command, process start included) so peak RSS is per command. Writes ``results.json`` and
+prints a table. ``--quick`` is a ~2-minute version (fewer blog-pipeline steps, 50 large images instead of 200).
+
+    python benchmarks/run.py [--quick] [--device auto|cpu|cuda] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+HERE = Path(__file__).resolve().parent
+DATA = Path(os.environ.get("CONVAE_DATA", HERE.parent.parent / "shared" / "data"))
+TARGET_MSE = 0.00923  # the blog pipeline's test MSE after its 50 epochs (issue 4)
+BLOG_EPOCHS, TRAIN_IMAGES = 50, 60000
+PHOTO_SETS = ("Urban100", "SunHays80", "McMaster", "BSDS500/test")  # never BSDS500/val, the evaluation set
+
+
+def measure(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
+    """Run ``cmd`` to completion: wall seconds, peak RSS (MiB) of that process, stdout.
+
+    Peak RSS is the kernel's high-water mark (VmHWM) read from /proc every 10 ms: ``ru_maxrss``
+    would also count this runner, whose memory a child inherits until it execs.
+    """
+    out, err = log.with_suffix(".out"), log.with_suffix(".err")
+    peak_kib = 0
+    with out.open("w") as o, err.open("w") as e:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=o, stderr=e, env=env)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            peak_kib = max(peak_kib, _high_water_kib(proc.pid))
+            time.sleep(0.01)
+        seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark step failed ({proc.returncode}): {' '.join(cmd)}\n{err.read_text()[-3000:]}")
+    return {"seconds": round(seconds, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+            "peak_rss_mib": round((peak_kib or usage.ru_maxrss) / 1024, 1), "stdout": out.read_text()}
+
+
+def _high_water_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
+    except OSError:
+        return 0
+
+
+def last_json(text: str) -> dict[str, Any]:
+    """The JSON document a command printed (the whole stdout, or its last line)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return json.loads(text.strip().splitlines()[-1])
+
+
+def write_fashion_pngs(folder: Path, count: int) -> int:
+    """The first ``count`` Fashion-MNIST test images as 28x28 grayscale PNGs."""
+    from convae.data import read_idx_images
+
+    folder.mkdir(parents=True)
+    for i, a in enumerate(read_idx_images(DATA / "fashion-mnist" / "t10k-images-idx3-ubyte.gz")[:count]):
+        Image.fromarray(a, "L").save(folder / f"{i:05d}.png")
+    return count
+
+
+def write_large_pngs(folder: Path, count: int, photos: Path) -> tuple[int, str]:
+    """``count`` 512x512 RGB PNGs: photos centre-cropped and resized, or generated when none are found."""
+    folder.mkdir(parents=True)
+    files = [p for s in PHOTO_SETS for p in sorted((photos / s).glob("*")) if p.is_file()] if photos.is_dir() else []
+    for i in range(count):
+        if files:
+            with Image.open(files[i % len(files)]) as img:
+                out = ImageOps.fit(img.convert("RGB"), (512, 512), Image.Resampling.LANCZOS)
+        else:
+            rng = np.random.default_rng(i)
+            yy, xx = np.mgrid[0:512, 0:512] / 512.0
+            rgb = [np.sin(xx * rng.uniform(2, 20) + yy * rng.uniform(2, 20) + rng.uniform(0, 6)) for _ in range(3)]
+            out = Image.fromarray((np.stack(rgb, -1) * 100 + 127 + rng.normal(0, 8, (512, 512, 3))).clip(0, 255)
+                                  .astype(np.uint8), "RGB")
+        out.save(folder / f"{i:04d}.png")
+    source = f"{photos} ({', '.join(PHOTO_SETS)}), centre crop + resize" if files else "generated (no photos found)"
+    return count, source
+
+
+def large_model(trained: Path) -> tuple[str, str]:
+    """An RGB model for the large images if one is installed, else the benchmark's seed (grayscale)."""
+    from convae.errors import ConvaeError
+    from convae.zoo import load_model
+
+    try:
+        load_model("photo-q2")
+        return "photo-q2", "photo-q2 (pretrained RGB)"
+    except ConvaeError:
+        return str(trained), "seed trained in this run (grayscale: RGB is converted to L; no pretrained RGB model)"
+
+
+def bench_training(args: argparse.Namespace, work: Path, env: dict[str, str]) -> tuple[dict[str, Any], Path]:
+    """Blog pipeline throughput (a few steps, extrapolated) and convae's default recipe to the target MSE."""
+    from convae.weightfile import read_weights
+
+    py = sys.executable
+    fashion = DATA / "fashion-mnist"
+    steps = 500 if args.quick else 3000
+    blog = measure([py, str(HERE / "blog_pipeline.py"), "--data", str(fashion), "--steps", str(steps),
+                    "--threads", str(args.threads), "--device", args.device], env, work / "blog")
+    blog_stats = last_json(blog["stdout"])
+    weights = work / "seed.safetensors"
+    run = measure([py, "-m", "convae", "train", "--model", "seed", "--data", f"fashion-mnist:{fashion}",
+                   "--out", str(weights), "--threads", str(args.threads), "--device", args.device, "--quiet"],
+                  env, work / "train")
+    history = json.loads(weights.with_name("seed.history.json").read_text())["history"]
+    loop_seconds = sum(h["seconds"] for h in history)
+    convae_ips = len(history) * TRAIN_IMAGES / loop_seconds
+    reached = next((h for h in history if h["test_mse"] <= TARGET_MSE), None)
+    blog_50 = BLOG_EPOCHS * TRAIN_IMAGES / blog_stats["images_per_s"]
+    _, meta, _ = read_weights(weights)
+    result = {
+        "blog_pipeline": {
+            "what": "torchvision FashionMNIST + ToTensor + DataLoader(batch_size=20, shuffle=True), Adam 1e-3, MSE",
+            "steps_measured": blog_stats["steps"],
+            "images_per_s": blog_stats["images_per_s"],
+            "peak_rss_mib": blog["peak_rss_mib"],
+            "seconds_for_50_epochs": round(blog_50, 1),
+            "seconds_for_50_epochs_is": f"extrapolated from {blog_stats['steps']} steps measured in this run",
+        },
+        "convae": {
+            "command": "convae train --model seed (default recipe)",
+            "recipe": json.loads(meta["recipe"]),
+            "epochs": len(history),
+            "images_per_s": round(convae_ips, 1),
+            "test_mse_per_epoch": [round(h["test_mse"], 6) for h in history],
+            "final_test_mse": round(history[-1]["test_mse"], 6),
+            "target_test_mse": TARGET_MSE,
+            "reached_target": history[-1]["test_mse"] <= TARGET_MSE,
+            "first_epoch_at_target": reached["epoch"] if reached else None,
+            "wall_seconds_whole_command": run["seconds"],
+            "train_loop_seconds": round(loop_seconds, 1),
+            "peak_rss_mib": run["peak_rss_mib"],
+        },
+        "ratios": {
+            "training_images_per_s_vs_blog": round(convae_ips / blog_stats["images_per_s"], 2),
+            "time_to_blog_quality_speedup": round(blog_50 / run["seconds"], 1) if reached else None,
+        },
+    }
+    return result, weights
+
+
+def bench_codec(args: argparse.Namespace, folder: Path, count: int, model: str, work: Path,
+                env: dict[str, str]) -> dict[str, Any]:
+    """convae compress + decompress vs Pillow WebP and JPEG encode + decode of the same PNGs."""
+    py = sys.executable
+    tag = folder.name
+    codes = work / f"{tag}.npy"
+    runs: dict[str, dict[str, Any]] = {}
+    c = measure([py, "-m", "convae", "compress", str(folder), str(codes), "--model", model, "--device", args.device,
+                 "--json", "--quiet"], env, work / f"{tag}-compress")
+    d = measure([py, "-m", "convae", "decompress", str(codes), str(work / f"{tag}-convae"), "--model", model,
+                 "--device", args.device, "--json", "--quiet"], env, work / f"{tag}-decompress")
+    runs["convae"] = {"encode": c, "decode": d, "bytes": last_json(c["stdout"])["output_bytes"]}
+    for fmt in ("webp", "jpeg"):
+        enc_dir, dec_dir = work / f"{tag}-{fmt}", work / f"{tag}-{fmt}-png"
+        e = measure([py, str(HERE / "pillow_codec.py"), "encode", str(folder), str(enc_dir), "--format", fmt], env,
+                    work / f"{tag}-{fmt}-enc")
+        dd = measure([py, str(HERE / "pillow_codec.py"), "decode", str(enc_dir), str(dec_dir), "--format", fmt], env,
+                     work / f"{tag}-{fmt}-dec")
+        runs[fmt] = {"encode": e, "decode": dd, "bytes": last_json(e["stdout"])["output_bytes"]}
+    out: dict[str, Any] = {"images": count, "model": model}
+    for name, r in runs.items():
+        both = r["encode"]["seconds"] + r["decode"]["seconds"]
+        out[name] = {
+            "encode_images_per_s": round(count / r["encode"]["seconds"], 1),
+            "decode_images_per_s": round(count / r["decode"]["seconds"], 1),
+            "encode_plus_decode_seconds": round(both, 3),
+            "cpu_seconds": {"encode": r["encode"]["cpu_seconds"], "decode": r["decode"]["cpu_seconds"]},
+            "peak_rss_mib": {"encode": r["encode"]["peak_rss_mib"], "decode": r["decode"]["peak_rss_mib"]},
+            "bytes": r["bytes"],
+        }
+    mine = out["convae"]["encode_plus_decode_seconds"]
+    out["ratios"] = {f"convae_speed_vs_{f}": round(out[f]["encode_plus_decode_seconds"] / mine, 2)
+                     for f in ("webp", "jpeg")}
+    return out
+
+
+def table(results: dict[str, Any]) -> None:
+    """The headline ratios as a Rich table on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"convae benchmark ({'quick' if results['quick'] else 'full'}, {results['machine']['device']}, "
+                    f"{results['machine']['threads']} threads)")
+    for col in ("measure", "convae", "baseline", "ratio", "target"):
+        t.add_column(col)
+    tr = results["training"]
+    t.add_row("training images/s", f"{tr['convae']['images_per_s']:.0f}", f"{tr['blog_pipeline']['images_per_s']:.0f}"
+              " (blog)", f"{tr['ratios']['training_images_per_s_vs_blog']}x", ">= 4x")
+    ttq = tr["ratios"]["time_to_blog_quality_speedup"]
+    t.add_row(f"seconds to test MSE <= {TARGET_MSE}", f"{tr['convae']['wall_seconds_whole_command']:.0f}"
+              f" (MSE {tr['convae']['final_test_mse']:.5f})", f"{tr['blog_pipeline']['seconds_for_50_epochs']:.0f}"
+              " (blog, 50 epochs, extrapolated)", f"{ttq}x" if ttq else "not reached", ">= 20x")
+    for key, label in (("fashion", "Fashion-MNIST test PNGs"), ("large", "512x512 RGB PNGs")):
+        c = results["codec"][key]
+        for fmt in ("webp", "jpeg"):
+            t.add_row(f"{label} ({c['images']}): encode+decode s", f"{c['convae']['encode_plus_decode_seconds']:.1f}",
+                      f"{c[fmt]['encode_plus_decode_seconds']:.1f} (Pillow {fmt})",
+                      f"{c['ratios'][f'convae_speed_vs_{fmt}']}x", ">= 1x" if (key, fmt) == ("fashion", "webp") else "")
+    Console().print(t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="~2 minutes: fewer blog-pipeline steps and large images")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads for every process")
+    ap.add_argument("--photos", type=Path, default=DATA / "photos")
+    ap.add_argument("--out", type=Path, default=HERE / "results.json")
+    args = ap.parse_args()
+    import torch
+
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not (DATA / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").is_file():
+        raise SystemExit(f"Fashion-MNIST not found under {DATA} (set CONVAE_DATA)")
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
+    started = time.time()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="convae-bench-") as tmp:
+        work = Path(tmp)
+        training, weights = bench_training(args, work, env)
+        n_small = write_fashion_pngs(work / "fashion", 10000)
+        n_large, large_source = write_large_pngs(work / "large", 50 if args.quick else 200, args.photos)
+        big_model, big_desc = large_model(weights)
+        codec = {
+            "fashion": bench_codec(args, work / "fashion", n_small, str(weights), work, env),
+            "large": {**bench_codec(args, work / "large", n_large, big_model, work, env), "model": big_desc,
+                      "source": large_source},
+        }
+        codec["fashion"]["model"] = "seed trained in this run"
+    results = {
+        "quick": args.quick,
+        "machine": {"cpus": os.cpu_count(), "threads": args.threads, "device": args.device,
+                    "python": platform.python_version(), "torch": torch.__version__,
+                    "load_average_before": [round(v, 2) for v in load_before],
+                    "load_average_after": [round(v, 2) for v in os.getloadavg()],
+                    "note": "absolute times are noisy on a shared machine; compare the ratios"},
+        "seconds": round(time.time() - started, 1),
+        "training": training,
+        "codec": codec,
+        "targets": {
+            "training_4x_blog": training["ratios"]["training_images_per_s_vs_blog"] >= 4,
+            "blog_quality_20x_sooner": (training["ratios"]["time_to_blog_quality_speedup"] or 0) >= 20,
+            "fashion_codec_at_least_webp_speed": codec["fashion"]["ratios"]["convae_speed_vs_webp"] >= 1,
+        },
+    }
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(results, indent=1))
+    table(results)
+
+
+if __name__ == "__main__":
+    main()

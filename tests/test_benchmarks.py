@@ -1,0 +1,53 @@
+"""The benchmark's building blocks: per-process peak memory, the Pillow baseline, the blog pipeline."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import FASHION, make_images, needs_fashion, write_pngs
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run_module():
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_measure_reports_the_childs_own_peak_memory(tmp_path: Path):
+    run = _run_module()
+    big = run.measure([sys.executable, "-c", "b = bytearray(300 << 20); print(len(b))"], dict(os.environ),
+                      tmp_path / "big")
+    small = run.measure([sys.executable, "-c", "print(1)"], dict(os.environ), tmp_path / "small")
+    assert big["stdout"].strip() == str(300 << 20)
+    assert big["peak_rss_mib"] >= 300 > small["peak_rss_mib"]  # not the runner's memory (pytest with torch loaded)
+    assert big["seconds"] > 0 and big["cpu_seconds"] >= 0
+
+
+def test_pillow_baseline_round_trip(tmp_path: Path):
+    src = tmp_path / "png"
+    write_pngs(src, make_images(3))
+    for fmt, suffix in (("webp", ".webp"), ("jpeg", ".jpg")):
+        enc, dec = tmp_path / fmt, tmp_path / f"{fmt}-png"
+        for action, a, b in (("encode", src, enc), ("decode", enc, dec)):
+            out = subprocess.run([sys.executable, str(BENCH / "pillow_codec.py"), action, str(a), str(b), "--format",
+                                  fmt], capture_output=True, text=True, check=True).stdout
+            assert json.loads(out)["images"] == 3
+        assert sorted(p.suffix for p in enc.iterdir()) == [suffix] * 3
+        assert sorted(p.name for p in dec.iterdir()) == sorted(p.name for p in src.iterdir())
+
+
+@needs_fashion
+def test_blog_pipeline_runs_without_downloading():
+    out = subprocess.run([sys.executable, str(BENCH / "blog_pipeline.py"), "--data", str(FASHION), "--steps", "3",
+                          "--threads", "1"], capture_output=True, text=True, check=True).stdout
+    stats = json.loads(out)
+    assert stats["images"] == 60 and stats["steps"] == 3 and stats["epoch_images"] == 60000
+    assert 0 < stats["train_mse"] < 1
