@@ -78,7 +78,7 @@ def read_image(path: Path, channels: int) -> Decoded:
     with _open(path) as img:
         try:
             img.load()
-            img = ImageOps.exif_transpose(img)
+            ImageOps.exif_transpose(img, in_place=True)  # no copy of images that need no rotation
         except MemoryError as exc:
             raise DataError(f"{path}: too large to decode in memory") from exc
         except Exception as exc:  # Pillow's decoders raise many types (OSError, SyntaxError, struct.error...)
@@ -132,7 +132,8 @@ def _split(img: Image.Image, channels: int) -> Decoded:
         img = Image.fromarray(gray, "L")
     elif img.mode not in ("L", "RGB"):
         img = img.convert("L" if mode in _GRAY else "RGB")
-    img = img.convert("L" if channels == 1 else "RGB")
+    if img.mode != ("L" if channels == 1 else "RGB"):
+        img = img.convert("L" if channels == 1 else "RGB")
     pixels = np.array(img, dtype=np.uint8)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
