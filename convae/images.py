@@ -143,8 +143,9 @@ def _split(img: Image.Image, channels: int) -> Decoded:
 def restore(pixels: np.ndarray, mode: str, alpha: np.ndarray | None, has_alpha: bool) -> Image.Image:
     """Turn reconstructed uint8 ``(H, W, C)`` pixels back into an image of the original mode."""
     img = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, "L" if pixels.shape[2] == 1 else "RGB")
-    gray = mode in _GRAY
-    img = img.convert("L" if gray else "RGB")
+    want = "L" if mode in _GRAY else "RGB"
+    if img.mode != want:
+        img = img.convert(want)
     if has_alpha:
         a = Image.fromarray(alpha, "L") if alpha is not None else Image.new("L", img.size, 255)
         img.putalpha(a)
