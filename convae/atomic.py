@@ -94,10 +94,14 @@ def _remove_empty(folders: list[Path]) -> None:
 def publish(stage: Path, out_dir: Path, names: list[str]) -> None:
     """Flush the staged files to disk once, then rename each to the same relative path under ``out_dir``."""
     os.sync()
+    made: set[str] = set()
     for name in names:
         target = out_dir / name
+        parent = os.path.dirname(name)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if parent not in made:  # each folder once, not once per file
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(parent)
             os.replace(stage / name, target)
         except OSError as exc:
             raise as_output_error(exc, target) from exc
