@@ -416,7 +416,7 @@ def decompress(
         writing: list = []  # the previous batch's PNGs, written in the pool while this batch decodes
         for batch in _batches(items, batch_size, lambda t: t[0][0].width * t[0][0].height):
             parsed = [(e, name, *_symbols_for(e, data, net, q, coder, dtype)) for (e, data), name in batch]
-            decoded = list(_decode_batch(net, q, parsed, device))
+            decoded = _decode_batch(net, q, parsed, device)
             share = -(-len(decoded) // _workers())  # one task per worker: few thread hand-offs
             saves = [pool.submit(_restore_pngs, decoded[i : i + share], stage) for i in range(0, len(decoded), share)]
             summary.output_bytes += sum(f.result() for f in writing)
@@ -433,7 +433,7 @@ def decompress(
 
 
 @torch.inference_mode()
-def _decode_batch(net: Autoencoder, q: Quantizer, parsed: list[tuple], device: str) -> Iterator[tuple]:
+def _decode_batch(net: Autoencoder, q: Quantizer, parsed: list[tuple], device: str) -> list[tuple]:
     by_shape = defaultdict(list)
     for i, (_, _, sym, _) in enumerate(parsed):
         by_shape[sym.shape].append(i)
@@ -444,7 +444,7 @@ def _decode_batch(net: Autoencoder, q: Quantizer, parsed: list[tuple], device: s
         for j, i in enumerate(idx):
             e, name, _, alpha = parsed[i]
             out[i] = (e, name, np.ascontiguousarray(x[j, : e.height, : e.width]), alpha)
-    yield from out
+    return out  # a list, not a generator: inference mode is entered once per batch, not once per image
 
 
 def _check_targets(out_dir: Path, names: list[str], force: bool) -> None:
