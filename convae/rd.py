@@ -287,9 +287,12 @@ def markdown(summary: dict[str, Any]) -> str:
             r = doc["results"]
             for i, setting in enumerate(r["settings"]):
                 label = setting.get("model", setting.get("quality", setting.get("components", "")))
+                if "npy_bytes" in setting:  # convae: also the rate without the manifest
+                    share = setting["npy_bytes"] / (setting["npy_bytes"] + setting["manifest_bytes"])
+                    label = f"{label} (.npy alone: {r['bpp'][i] * share:.3f} bpp)"
                 lines.append(f"| {codec} | {label} | {r['bpp'][i]:.3f} | {_fmt(r['psnr'][i])} | "
-                             f"{_fmt(r['mean_psnr'][i])} | {r['ssim'][i]:.4f} | {1000 * r['encoding_time'][i]:.2f} | "
-                             f"{1000 * r['decoding_time'][i]:.2f} |")
+                             f"{_fmt(r['mean_psnr'][i])} | {r['ssim'][i]:.4f} | {1000 * r['encoding_time'][i]:.3f} | "
+                             f"{1000 * r['decoding_time'][i]:.3f} |")
         for family, d in data["deltas"].items():
             if d["bd"]:
                 lines += ["", f"Bjøntegaard deltas of {family} (positive BD-PSNR / negative BD-rate = convae better):",
