@@ -1,0 +1,49 @@
+"""Training options for the zoo: --exclude, --limit, --init, --meta, --lmbda."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from convae.cli.app import app
+
+from convae.data import load_dataset
+from convae.errors import DataError, UsageError
+from convae.weightfile import read_weights
+from tests.conftest import make_images, write_pngs
+
+
+def test_exclude_leaves_an_evaluation_folder_out(tmp_path):
+    write_pngs(tmp_path / "train", make_images(5, seed=1))
+    write_pngs(tmp_path / "val", make_images(3, seed=2))
+    ds = load_dataset(str(tmp_path), 1, exclude=("val/*",))
+    assert len(ds.train) == 5 and ds.info["excluded"] == ["val/*"]
+    assert len(load_dataset(str(tmp_path), 1).train) == 8
+    with pytest.raises(DataError, match="excluded"):
+        load_dataset(str(tmp_path), 1, exclude=("*",))
+
+
+def test_limit_keeps_the_first_training_images(train_folder):
+    ds = load_dataset(str(train_folder), 1, limit=10)
+    assert len(ds.train) == 10 and ds.info["train_limit"] == 10
+    with pytest.raises(UsageError):
+        load_dataset(str(train_folder), 1, limit=0)
+
+
+def test_init_meta_and_lmbda_are_recorded(runner, train_folder, tmp_path):
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    common = ["train", "--data", str(train_folder), "--epochs", "1", "--batch-size", "64", "--quiet"]
+    tiny = ["--model", "factorized"]
+    assert runner.invoke(app, [*common, *tiny, "--out", str(first)]).exit_code == 0
+    result = runner.invoke(app, [*common, *tiny, "--out", str(second), "--init", str(first), "--lmbda", "0.5",
+                                 "--meta", "note=hello"])
+    assert result.exit_code == 0, result.output
+    _, meta, _ = read_weights(second)
+    _, _, first_sha = read_weights(first)
+    assert meta["init_sha256"] == first_sha and meta["note"] == "hello"
+    assert json.loads(meta["config"])["lmbda"] == 0.5
+    bad = runner.invoke(app, [*common, "--model", "seed", "--out", str(tmp_path / "c.safetensors"), "--lmbda", "1"])
+    assert bad.exit_code == 2 and "no rate term" in bad.output
+    misfit = runner.invoke(app, [*common, "--model", "seed", "--out", str(tmp_path / "d.safetensors"),
+                                 "--init", str(first)])
+    assert misfit.exit_code != 0 and "does not fit" in misfit.output
