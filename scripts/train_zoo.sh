@@ -6,6 +6,11 @@
 #        SHIP=1 to copy each finished file into convae/weights/.
 # Each run records its command line, seed, data set, recipe, training seconds and the weights it started
 # from in the safetensors metadata (see `convae train --meta/--init`). Recorded runs: 2 shared CPU cores.
+# Caveat: the "fast" recipe changed while the shipped files were trained (commit 17253e3: Adam beta2 0.9 and
+# no momentum cycling). fm-pre-e1, fm-pre-e3, fm-q3, fm-q2 and photo-q2 ran with the earlier loop (Adam betas
+# (0.9, 0.999), one-cycle momentum cycling; their metadata recipe has no "betas"); fm-q1 and fm-q4 with the
+# later one (metadata "betas": [0.9, 0.9]). A rerun today uses the later loop throughout, so it makes
+# similar, not identical, weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
