@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate every shipped factorized-prior weight file (convae/weights/fm-q*.safetensors, photo-q*.safetensors).
+# Regenerate every shipped weight file (convae/weights/seed.safetensors, fm-q*.safetensors, photo-q*.safetensors).
 #
 # Usage: scripts/train_zoo.sh [STEP...]   (default: all steps, in the order below; later fm steps start from earlier ones)
 # Env:   DATA (default ../shared/data), RUNS (default runs/zoo), CONVAE (default: convae on PATH),
@@ -32,9 +32,11 @@ run() {  # run OUT MODEL ARGS...: train MODEL into $RUNS/OUT.safetensors, record
 
 want() { [[ $# -eq 0 ]] || [[ " $* " == *" $NAME "* ]]; }
 
-for NAME in fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 photo-q2; do
+for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 photo-e8 photo-e38 photo-q2; do
   want "$@" || continue
   case $NAME in
+    # The blog's model with convae's default (fast) recipe: 5 epochs, one thread.
+    seed) run seed seed --data "$FM" --threads 1 ;;
     # A Fashion-MNIST model pre-trained at lambda 0.025 (1 epoch from scratch, then 2 more), from which fm-q3
     # is trained at its own lambda; the other rates are fine-tuned from fm-q3 (fm-q1 from fm-q2).
     # (The recorded pre-training runs wrote fm-q3-e1/fm-q3.safetensors, renamed fm-pre-e1/fm-pre-e3.)
@@ -45,8 +47,13 @@ for NAME in fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 photo-q2; do
     fm-q2) run fm-q2 fm-q2 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
     fm-q1) run fm-q1 fm-q1 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q2.safetensors" ;;
     fm-q4) run fm-q4 fm-q4 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
-    # Photos: random 64x64 crops, 8 epochs from scratch (573 images; about 10 minutes on 2 shared cores).
-    photo-q2) run photo-q2 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 8 --batch-size 8 \
+    # Photos: random 64x64 crops of 573 images; 8 epochs from scratch, then 30 and 150 more at batch 16
+    # (the recorded first stage wrote photo-q2.safetensors, renamed photo-e8).
+    photo-e8) run photo-e8 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 8 --batch-size 8 \
       --lr 1e-3 --meta "data_terms=$PHOTO_TERMS" ;;
+    photo-e38) run photo-e38 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 30 \
+      --batch-size 16 --lr 1e-3 --init "$RUNS/photo-e8.safetensors" --meta "data_terms=$PHOTO_TERMS" ;;
+    photo-q2) run photo-q2 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 150 \
+      --batch-size 16 --lr 1e-3 --init "$RUNS/photo-e38.safetensors" --meta "data_terms=$PHOTO_TERMS" ;;
   esac
 done
