@@ -11,8 +11,6 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from convae.cli.app import app
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CONVAE_DATA", REPO.parent / "shared" / "data"))
 FASHION = SHARED_DATA / "fashion-mnist"
@@ -30,7 +28,7 @@ def make_images(n: int, size: int = 28, seed: int = 0) -> np.ndarray:
     out = np.zeros((n, size, size))
     for i in range(n):
         for _ in range(3):
-            cx, cy, r = rng.uniform(0.2, 0.8, 2).tolist() + [rng.uniform(0.1, 0.3)]
+            cx, cy, r = [*rng.uniform(0.2, 0.8, 2).tolist(), rng.uniform(0.1, 0.3)]
             out[i] += rng.uniform(0.3, 1.0) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
     return (np.clip(out, 0, 1) * 255).astype(np.uint8)
 
@@ -62,14 +60,16 @@ def train_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, train_folder: Path) -> Path:
     """A `seed` model trained for 2 epochs on the generated images (weights path)."""
+    from convae.registry import create_model
+
     from convae.data import load_dataset
     from convae.recipes import RECIPES
-    from convae.registry import create_model
     from convae.train import train
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    train(create_model("seed"), load_dataset(str(train_folder), 1), out, RECIPES["fast"].override(epochs=2, batch_size=32))
+    recipe = RECIPES["fast"].override(epochs=2, batch_size=32)
+    train(create_model("seed"), load_dataset(str(train_folder), 1), out, recipe)
     return out
 
 
