@@ -121,8 +121,24 @@ def _batches(items: Iterable[T], max_count: int, pixels: Callable[[T], int]) -> 
         yield batch
 
 
-def _workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+SMALL_IMAGE_BYTES = 1 << 14  # about a 64x64 RGB image
+
+
+def _workers(image_bytes: float) -> int:
+    """Threads that read or write image files, for images of about ``image_bytes`` each.
+
+    Small images cost mostly GIL-bound Python per file, so a second thread only adds contention
+    (10,000 28x28 PNGs: 8% slower with two); large ones decode and encode in C, in parallel.
+    """
+    return 1 if image_bytes <= SMALL_IMAGE_BYTES else max(1, min(4, os.cpu_count() or 1))
+
+
+def _mean_file_size(files: list[Path]) -> float:
+    total = 0
+    for path in files:
+        with contextlib.suppress(OSError):  # an unreadable file is reported when it is read
+            total += path.stat().st_size
+    return total / max(1, len(files))
 
 
 @contextlib.contextmanager
@@ -218,8 +234,9 @@ def compress(
     latent_shapes = set()
     writer = CodeWriter(out, force)
     try:
-        with _model_threads(device), ThreadPoolExecutor(_workers()) as pool:
-            reads = _read_ahead(pool, lambda p: _try_read(p, net.in_channels), files, 4 * _workers())
+        workers = _workers(_mean_file_size(files))  # a cheap proxy for the decoded size
+        with _model_threads(device), ThreadPoolExecutor(workers) as pool:
+            reads = _read_ahead(pool, lambda p: _try_read(p, net.in_channels), files, 4 * workers)
             items = zip(files, rels, reads, strict=True)
             for batch in _batches(items, batch_size, lambda t: 0 if isinstance(t[2], DataError) else t[2].pixels.size):
                 good = []
@@ -409,7 +426,8 @@ def decompress(
     names = output_names([e.path for e in cf.entries])
     _check_targets(out_dir, names, force)
     summary = Summary(input_bytes=src.stat().st_size + manifest_path(src).stat().st_size)
-    with staged_folder(out_dir) as stage, _model_threads(device), ThreadPoolExecutor(_workers()) as pool:
+    workers = _workers(sum(e.width * e.height for e in cf.entries) * net.in_channels / max(1, len(cf.entries)))
+    with staged_folder(out_dir) as stage, _model_threads(device), ThreadPoolExecutor(workers) as pool:
         for parent in sorted({(stage / n).parent for n in names}):
             parent.mkdir(parents=True, exist_ok=True)
         items = zip(cf.payloads(), names, strict=True)
@@ -417,7 +435,7 @@ def decompress(
         for batch in _batches(items, batch_size, lambda t: t[0][0].width * t[0][0].height):
             parsed = [(e, name, *_symbols_for(e, data, net, q, coder, dtype)) for (e, data), name in batch]
             decoded = _decode_batch(net, q, parsed, device)
-            share = -(-len(decoded) // _workers())  # one task per worker: few thread hand-offs
+            share = -(-len(decoded) // workers)  # one task per worker: few thread hand-offs
             saves = [pool.submit(_restore_pngs, decoded[i : i + share], stage) for i in range(0, len(decoded), share)]
             summary.output_bytes += sum(f.result() for f in writing)
             writing = saves
