@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,10 +36,12 @@ def measure(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
     """Run ``cmd`` to completion: wall seconds, peak RSS (MiB) of that process, stdout.
 
     Peak RSS is the kernel's high-water mark (VmHWM) read from /proc every 10 ms: ``ru_maxrss``
-    would also count this runner, whose memory a child inherits until it execs.
+    would also count this runner, whose memory a child inherits until it execs. Dirty pages left by
+    earlier steps are flushed first (untimed), so no command pays for another's writes.
     """
     out, err = log.with_suffix(".out"), log.with_suffix(".err")
     peak_kib = 0
+    os.sync()
     with out.open("w") as o, err.open("w") as e:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=o, stderr=e, env=env)
@@ -166,38 +169,51 @@ def bench_training(args: argparse.Namespace, work: Path, env: dict[str, str]) ->
 
 def bench_codec(args: argparse.Namespace, folder: Path, count: int, model: str, work: Path,
                 env: dict[str, str]) -> dict[str, Any]:
-    """convae compress + decompress vs Pillow WebP and JPEG encode + decode of the same PNGs."""
+    """convae compress + decompress vs Pillow WebP and JPEG encode + decode of the same PNGs.
+
+    The three codecs run in turn, ``args.repeats`` rounds; each figure is the median over the rounds.
+    """
     py = sys.executable
     tag = folder.name
-    codes = work / f"{tag}.npy"
-    runs: dict[str, dict[str, Any]] = {}
-    c = measure([py, "-m", "convae", "compress", str(folder), str(codes), "--model", model, "--device", args.device,
-                 "--json", "--quiet"], env, work / f"{tag}-compress")
-    d = measure([py, "-m", "convae", "decompress", str(codes), str(work / f"{tag}-convae"), "--model", model,
-                 "--device", args.device, "--json", "--quiet"], env, work / f"{tag}-decompress")
-    runs["convae"] = {"encode": c, "decode": d, "bytes": last_json(c["stdout"])["output_bytes"]}
-    for fmt in ("webp", "jpeg"):
-        enc_dir, dec_dir = work / f"{tag}-{fmt}", work / f"{tag}-{fmt}-png"
-        e = measure([py, str(HERE / "pillow_codec.py"), "encode", str(folder), str(enc_dir), "--format", fmt], env,
-                    work / f"{tag}-{fmt}-enc")
-        dd = measure([py, str(HERE / "pillow_codec.py"), "decode", str(enc_dir), str(dec_dir), "--format", fmt], env,
-                     work / f"{tag}-{fmt}-dec")
-        runs[fmt] = {"encode": e, "decode": dd, "bytes": last_json(e["stdout"])["output_bytes"]}
-    out: dict[str, Any] = {"images": count, "model": model}
-    for name, r in runs.items():
-        both = r["encode"]["seconds"] + r["decode"]["seconds"]
-        out[name] = {
-            "encode_images_per_s": round(count / r["encode"]["seconds"], 1),
-            "decode_images_per_s": round(count / r["decode"]["seconds"], 1),
-            "encode_plus_decode_seconds": round(both, 3),
-            "cpu_seconds": {"encode": r["encode"]["cpu_seconds"], "decode": r["decode"]["cpu_seconds"]},
-            "peak_rss_mib": {"encode": r["encode"]["peak_rss_mib"], "decode": r["decode"]["peak_rss_mib"]},
-            "bytes": r["bytes"],
+    commands = {
+        "convae": lambda out: (
+            [py, "-m", "convae", "compress", str(folder), str(out / "codes.npy"), "--model", model, "--device",
+             args.device, "--json", "--quiet"],
+            [py, "-m", "convae", "decompress", str(out / "codes.npy"), str(out / "png"), "--model", model, "--device",
+             args.device, "--json", "--quiet"]),
+        **{fmt: (lambda out, fmt=fmt: (
+            [py, str(HERE / "pillow_codec.py"), "encode", str(folder), str(out / "coded"), "--format", fmt],
+            [py, str(HERE / "pillow_codec.py"), "decode", str(out / "coded"), str(out / "png"), "--format", fmt]))
+           for fmt in ("webp", "jpeg")},
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in commands}
+    for i in range(args.repeats):
+        for name, make in commands.items():
+            out = work / f"{tag}-{name}-{i}"
+            out.mkdir()
+            enc, dec = make(out)
+            e, d = measure(enc, env, out / "encode"), measure(dec, env, out / "decode")
+            runs[name].append({"encode": e, "decode": d, "bytes": last_json(e["stdout"])["output_bytes"]})
+    result: dict[str, Any] = {"images": count, "model": model, "repeats": args.repeats}
+    for name, rounds in runs.items():
+        def med(step: str, key: str, rounds: list = rounds) -> float:
+            return statistics.median(r[step][key] for r in rounds)
+
+        result[name] = {
+            "encode_images_per_s": round(count / med("encode", "seconds"), 1),
+            "decode_images_per_s": round(count / med("decode", "seconds"), 1),
+            "encode_plus_decode_seconds": round(statistics.median(r["encode"]["seconds"] + r["decode"]["seconds"]
+                                                                  for r in rounds), 3),
+            "encode_plus_decode_seconds_each_round": [round(r["encode"]["seconds"] + r["decode"]["seconds"], 3)
+                                                      for r in rounds],
+            "cpu_seconds": {"encode": med("encode", "cpu_seconds"), "decode": med("decode", "cpu_seconds")},
+            "peak_rss_mib": {"encode": med("encode", "peak_rss_mib"), "decode": med("decode", "peak_rss_mib")},
+            "bytes": rounds[0]["bytes"],
         }
-    mine = out["convae"]["encode_plus_decode_seconds"]
-    out["ratios"] = {f"convae_speed_vs_{f}": round(out[f]["encode_plus_decode_seconds"] / mine, 2)
-                     for f in ("webp", "jpeg")}
-    return out
+    mine = result["convae"]["encode_plus_decode_seconds"]
+    result["ratios"] = {f"convae_speed_vs_{f}": round(result[f]["encode_plus_decode_seconds"] / mine, 2)
+                        for f in ("webp", "jpeg")}
+    return result
 
 
 def table(results: dict[str, Any]) -> None:
@@ -230,9 +246,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="~2 minutes: fewer blog-pipeline steps and large images")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads for every process")
+    ap.add_argument("--repeats", type=int, default=0, help="codec rounds, median taken (default: 3, quick: 1)")
     ap.add_argument("--photos", type=Path, default=DATA / "photos")
     ap.add_argument("--out", type=Path, default=HERE / "results.json")
     args = ap.parse_args()
+    args.repeats = args.repeats or (1 if args.quick else 3)
     import torch
 
     if args.device == "auto":
