@@ -227,7 +227,7 @@ def compress(
     loaded = load_model(model)
     net = loaded.model.to(device, memory_format=torch.channels_last)  # 3x faster convolutions on CPU
     q = _select_quantizer(net, bits).to(device)
-    coder = None if raw or q.freqs.shape[1] != int(q.levels) else EntropyCoder(q.freqs.cpu().numpy())
+    coder = None if raw else net.entropy_coder(q)
     dtype = np.dtype(np.uint8) if coder else symbol_dtype(int(q.levels))
     summary = Summary()
     stats: dict[str, float] = defaultdict(float)
@@ -417,11 +417,9 @@ def decompress(
     loaded = _decoder_model(cf.manifest, model)
     net = loaded.model.to(device, memory_format=torch.channels_last)  # 3x faster convolutions on CPU
     q = _manifest_quantizer(net, cf.manifest).to(device)
-    coder = None
-    if cf.manifest["coding"] == "ans":
-        if q.freqs.shape[1] != int(q.levels):
-            raise FormatError("codes are entropy coded but the model has no table for their quantiser")
-        coder = EntropyCoder(q.freqs.cpu().numpy())
+    coder = net.entropy_coder(q) if cf.manifest["coding"] == "ans" else None
+    if cf.manifest["coding"] == "ans" and coder is None:
+        raise FormatError("codes are entropy coded but the model has no table for their quantiser")
     dtype = np.dtype(cf.manifest["codes"]["dtype"])
     names = output_names([e.path for e in cf.entries])
     _check_targets(out_dir, names, force)

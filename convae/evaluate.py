@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 from convae.atomic import write_bytes
 from convae.data import ImageSet, load_dataset
-from convae.entropy import EntropyCoder
 from convae.metrics import bits_per_pixel, per_image_mse, psnr, ssim
 from convae.zoo import load_model
 
@@ -37,7 +36,7 @@ def evaluate(model: str | None, data: str, bits: int | None = None, limit: int |
     images = ds.test if ds.test is not None else ds.train
     if limit:
         images = ImageSet(images.images[:limit], images.name)
-    coder = EntropyCoder(q.freqs.numpy()) if q.freqs.shape[1] == int(q.levels) else None
+    coder = net.entropy_coder(q)
     sums = {"mse_float": 0.0, "mse": 0.0, "psnr": 0.0, "ssim": 0.0, "bytes": 0, "pixels": 0, "n": 0}
     shown: list[torch.Tensor] = []
     for x in _batches(images, batch_size):

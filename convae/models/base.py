@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from convae.entropy import EntropyCoder
 from convae.quantize import UNIFORM, Quantizer
 
 
@@ -48,6 +50,15 @@ class Autoencoder(nn.Module):
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         """Latent shape for an image of this size (padded up to a multiple of ``stride``)."""
         return (self.latent_channels, math.ceil(height / self.stride), math.ceil(width / self.stride))
+
+    def entropy_coder(self, q: Quantizer) -> EntropyCoder | None:
+        """The coder for symbols of ``q``: per-channel tables from ``q.freqs`` if it has one per level, else None."""
+        if q.freqs.shape[1] != int(q.levels):
+            return None
+        return EntropyCoder(q.freqs.cpu().numpy())
+
+    def fit_side(self, latents: Callable[[], Iterator[Tensor]]) -> None:
+        """Calibrate entropy-model state beyond the quantiser from ``latents()`` (float latents); none here."""
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, quantizer: Quantizer | None = None) -> Tensor:
