@@ -37,3 +37,4 @@ def calibrate(model: Autoencoder, images: ImageSet, crop: int | None = None, bat
         s = q.to_symbols(y).transpose(0, 1).reshape(c, -1)
         counts += torch.stack([torch.bincount(s[i], minlength=levels) for i in range(c)])
     q.fit_freqs(counts)
+    model.fit_side(latents)

@@ -78,15 +78,29 @@ def _build(state: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> 
 
 
 def warm_start(model: Autoencoder, path: Path) -> dict[str, str]:
-    """Load the weights at ``path`` into ``model`` (same architecture) to fine-tune from; metadata to record."""
+    """Load the weights at ``path`` into ``model`` to fine-tune from; metadata to record.
+
+    Weights of the same variant must fit exactly. Weights of another variant lend every tensor
+    whose name and shape match (e.g. the transforms of ``fm-q3`` to ``fmh-q3``), never the
+    calibrated quantiser state, which training fits anew.
+    """
     if not Path(path).is_file():
         raise WeightsError(f"--init: weights file {path} does not exist")
     state, meta, sha = read_weights(Path(path))
+    record = {"init_from": Path(path).name, "init_variant": meta["variant"], "init_sha256": sha,
+              "init_train_seconds": meta.get("train_seconds", "")}
+    if meta["variant"] != model.variant:
+        own = model.state_dict()
+        shared = {k: v for k, v in state.items()
+                  if k in own and own[k].shape == v.shape and "quantizer." not in k and not k.endswith("y_freqs")}
+        if not shared:
+            raise WeightsError(f"--init {path} does not fit variant {model.variant!r} "
+                               f"(no tensor of {meta['variant']!r} matches by name and shape)")
+        model.load_state_dict(shared, strict=False)
+        return record | {"init_tensors": str(len(shared))}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise WeightsError(f"--init {path} does not fit variant {model.variant!r}: {first}") from exc
-    return {"init_from": Path(path).name, "init_variant": meta["variant"], "init_sha256": sha,
-            "init_train_seconds": meta.get("train_seconds", "")}
-
+    return record

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate every shipped weight file (convae/weights/seed.safetensors, fm-q*.safetensors, photo-q*.safetensors).
+# Regenerate every shipped weight file (convae/weights/seed.safetensors, fm-q*, fmh-q*, photo-q*.safetensors).
 #
 # Usage: scripts/train_zoo.sh [STEP...]   (default: all steps, in the order below; later fm steps start from earlier ones)
 # Env:   DATA (default ../shared/data), RUNS (default runs/zoo), CONVAE (default: convae on PATH),
@@ -32,7 +32,7 @@ run() {  # run OUT MODEL ARGS...: train MODEL into $RUNS/OUT.safetensors, record
 
 want() { [[ $# -eq 0 ]] || [[ " $* " == *" $NAME "* ]]; }
 
-for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 photo-e8 photo-e38 photo-q2; do
+for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3 fmh-q2 fmh-q4 fmh-q1 photo-e8 photo-e38 photo-q2; do
   want "$@" || continue
   case $NAME in
     # The blog's model with the fast recipe (one-cycle, Adam beta2 0.9) at 5 epochs to 3e-2, one thread.
@@ -47,6 +47,10 @@ for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 photo-e8 photo-e38 
     fm-q2) run fm-q2 fm-q2 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
     fm-q1) run fm-q1 fm-q1 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q2.safetensors" ;;
     fm-q4) run fm-q4 fm-q4 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
+    # Hyperprior models: transforms warm-started from the factorized model of the same rate (the side
+    # networks start fresh), one thread each so they can run beside other work.
+    fmh-q[1-4]) run "$NAME" "$NAME" --data "$FM" --epochs "${FMH_EPOCHS:-8}" --batch-size 64 --lr 1e-3 --threads 1 \
+      --init "convae/weights/fm-${NAME#fmh-}.safetensors" ;;
     # Photos: random 64x64 crops of 573 images; 8 epochs from scratch, then 30 and 150 more at batch 16
     # (the recorded first stage wrote photo-q2.safetensors, renamed photo-e8).
     photo-e8) run photo-e8 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 8 --batch-size 8 \

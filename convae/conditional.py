@@ -1,0 +1,92 @@
+"""Chunk coder of hyperprior variants: side latents with per-channel tables, latents with Gaussian tables.
+
+One constriction ANS stream holds a chunk of equally sized images. Decoding order: the side
+latents ``z`` of every image (channel by channel, factorized tables as in ``convae.entropy``),
+then the latents ``y``, grouped by Gaussian table (ascending table id, positions in C order
+within a group). Each latent is coded as its offset from the predicted mean (in whole steps),
+with the table of its predicted scale and mean quarter (``HyperpriorAutoencoder.exact_params``).
+"""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+import torch
+
+from convae.entropy import EntropyCoder
+from convae.errors import FormatError
+from convae.models.hyperprior import MEAN_STEPS, HyperpriorAutoencoder
+
+
+class HyperpriorCoder:
+    """Encodes/decodes lists of equally shaped ``(C, H, W)`` quantiser symbols of one hyperprior model."""
+
+    def __init__(self, net: HyperpriorAutoencoder) -> None:
+        self.net = net
+        self.q, self.zq = net.quantizer, net.z_quantizer
+        self.z_coder = EntropyCoder(self.zq.freqs.cpu().numpy())
+        self.freqs = net.y_freqs.cpu().numpy().astype(np.float64)
+        self.radius = self.freqs.shape[1] // 2
+        self.lo = self.q.lo.cpu().to(torch.int64).view(1, -1, 1, 1)
+        self.levels = int(self.q.levels)
+        self._models: dict[int, constriction.stream.model.Categorical] = {}
+
+    def _model(self, table: int) -> constriction.stream.model.Categorical:
+        if table not in self._models:
+            row = self.freqs[table]
+            self._models[table] = constriction.stream.model.Categorical(row / row.sum(), perfect=False)
+        return self._models[table]
+
+    def _tables(self, z_symbols: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, torch.Tensor]:
+        """Table id and centre (whole latent value) per latent, from side symbols ``(N, Cz, h, w)``."""
+        quarters, index = self.net.exact_params(self.zq.from_symbols(z_symbols).cpu(), size)
+        lowest = self.lo * MEAN_STEPS  # means clamped into the quantiser's range keep every offset within the tables
+        quarters = torch.minimum(torch.maximum(quarters, lowest), lowest + self.levels * MEAN_STEPS - 1)
+        centre = torch.div(quarters, MEAN_STEPS, rounding_mode="floor")
+        table = (index * MEAN_STEPS + (quarters - centre * MEAN_STEPS)).numpy().reshape(-1)
+        return table, centre
+
+    @torch.inference_mode()
+    def encode(self, symbols: list[np.ndarray]) -> bytes:
+        """One stream for a chunk of equally shaped symbol arrays."""
+        s = torch.from_numpy(np.stack(symbols).astype(np.int64))
+        z = self.zq.to_symbols(self.net.h_a(self.q.from_symbols(s)))
+        table, centre = self._tables(z, tuple(s.shape[-2:]))
+        offsets = (s + self.lo - centre + self.radius).numpy().reshape(-1).astype(np.int32)
+        order = np.argsort(table, kind="stable")
+        ids, starts = np.unique(table[order], return_index=True)
+        ends = [*starts[1:], len(order)]
+        coder = constriction.stream.stack.AnsCoder()
+        for t, a, b in reversed(list(zip(ids, starts, ends, strict=True))):
+            coder.encode_reverse(offsets[order[a:b]], self._model(int(t)))
+        z_np = z.numpy()
+        for c in reversed(range(z_np.shape[1])):
+            coder.encode_reverse(z_np[:, c].reshape(-1).astype(np.int32), self.z_coder.models[c])
+        return coder.get_compressed().astype("<u4").tobytes()
+
+    @torch.inference_mode()
+    def decode(self, data: bytes, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        """The symbol arrays of a chunk; a corrupt stream or an out-of-range symbol raises ``FormatError``."""
+        if len(data) % 4 or len(set(shapes)) != 1:
+            raise FormatError("corrupt bitstream (length is not a whole number of 32-bit words)")
+        n, (c, h, w) = len(shapes), shapes[0]
+        zh, zw = self.net.side_size(h, w)
+        try:
+            coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+            z = np.empty((n, self.zq.lo.numel(), zh, zw), dtype=np.int64)
+            for k in range(z.shape[1]):
+                z[:, k] = coder.decode(self.z_coder.models[k], n * zh * zw).reshape(n, zh, zw)
+            table, centre = self._tables(torch.from_numpy(z), (h, w))
+            order = np.argsort(table, kind="stable")
+            ids, counts = np.unique(table[order], return_counts=True)
+            offsets = np.empty(len(order), dtype=np.int64)
+            offsets[order] = np.concatenate([coder.decode(self._model(int(t)), int(k)) for t, k in zip(ids, counts,
+                                                                                                      strict=True)])
+        except (ValueError, RuntimeError) as exc:
+            raise FormatError(f"corrupt bitstream ({exc})") from exc
+        if not coder.is_empty():
+            raise FormatError("corrupt bitstream (data left over after the last symbol)")
+        s = torch.from_numpy(offsets).view(n, c, h, w) - self.radius + centre - self.lo
+        if int(s.min()) < 0 or int(s.max()) >= self.levels:
+            raise FormatError("corrupt bitstream (latent out of the quantiser's range)")
+        return list(s.numpy())

@@ -1,0 +1,192 @@
+"""``fmh-q*``: GDN codecs with a mean-scale hyperprior (Ballé et al. 2018; Minnen et al. 2018).
+
+Side information ``z = round(h_a(y))`` is coded with a factorized prior; the hyper-synthesis
+``h_s(z)`` predicts a mean and a log-scale for every latent, and each latent is coded with a
+discretised Gaussian of that mean and scale. At coding time the hyper-synthesis runs on an exact
+grid (``exact_params``): weights and biases rounded to multiples of 2^-W_BITS, activations floored
+to multiples of 2^-A_BITS and clamped, in float64, where every product and partial sum is exactly
+representable. So the decoder derives the same mean and scale index as the encoder on any
+machine and thread count, independent of summation order. The Gaussian tables are integer
+frequencies fitted at calibration and stored with the weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from convae.models.factorized import FM
+from convae.models.learned import LearnedCodec, register_family
+from convae.models.prior import FactorizedPrior
+from convae.quantize import INTEGER, Quantizer
+
+SCALE_MIN_LOG, SCALE_STEPS, SCALES = -2.25, 8, 48  # scale index i covers log-scale [-2.25 + i/8, -2.25 + (i+1)/8)
+MEAN_STEPS = 4  # means are coded to a quarter: a table per (scale index, quarter)
+W_BITS, A_BITS, A_MAX = 8, 6, 2.0**12  # the exact grid of the coding-time hyper-synthesis
+EXACT_LIMIT = 2.0**52
+
+
+def _ste_round(v: Tensor) -> Tensor:
+    return v + (torch.round(v) - v).detach()
+
+
+def _grid(v: Tensor, bits: int) -> Tensor:
+    return torch.round(v * 2.0**bits) / 2.0**bits  # exact in float64
+
+
+def _up_padding(size: int, src: int) -> int:
+    """``output_padding`` of a stride-2, 5x5, padding-2 transposed conv that maps ``src`` to ``size``."""
+    return size - (2 * src - 1)
+
+
+class HyperpriorAutoencoder(LearnedCodec):
+    """GDN transforms with a mean-scale hyperprior (``hyper`` hidden channels, ``z_channels`` side channels)."""
+
+    def __init__(self, in_channels: int = 1, n: int = 64, m: int = 48, depth: int = 2, lmbda: float = 0.01,
+                 hyper: int = 48, z_channels: int = 16) -> None:
+        super().__init__(in_channels, n, m, depth, lmbda)
+        self.h_a = nn.Sequential(
+            nn.Conv2d(m, hyper, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(hyper, hyper, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(hyper, z_channels, 5, stride=2, padding=2),
+        )
+        self.h_s = nn.ModuleList([
+            nn.ConvTranspose2d(z_channels, hyper, 5, stride=2, padding=2),
+            nn.ConvTranspose2d(hyper, hyper, 5, stride=2, padding=2),
+            nn.Conv2d(hyper, 2 * m, 3, padding=1),
+        ])
+        self.z_prior = FactorizedPrior(z_channels)
+        self.z_quantizer = Quantizer(z_channels, INTEGER)
+        self.register_buffer("y_freqs", torch.zeros(0, 0, dtype=torch.int64))
+
+    # ------------------------------------------------------------ hyper-synthesis
+
+    def _hyper_synthesis(self, z: Tensor, size: tuple[int, int], exact: bool) -> tuple[Tensor, Tensor]:
+        """Mean and log-scale maps ``(N, m, *size)`` from side latents; ``exact`` runs on the exact grid."""
+        sizes = [((size[0] + 1) // 2, (size[1] + 1) // 2), size]
+        x = z
+        for i, layer in enumerate(self.h_s):
+            w, b = layer.weight, layer.bias
+            if exact:
+                w, b = _grid(w.double(), W_BITS), _grid(b.double(), W_BITS)
+                if i:
+                    x = torch.floor(x.clamp(0, A_MAX) * 2.0**A_BITS) / 2.0**A_BITS
+            if i < 2:
+                pad = (_up_padding(sizes[i][0], x.shape[-2]), _up_padding(sizes[i][1], x.shape[-1]))
+                x = F.relu(F.conv_transpose2d(x, w, b, stride=2, padding=2, output_padding=pad))
+            else:
+                x = F.conv2d(x, w, b, padding=1)
+        mean, log_scale = x.chunk(2, dim=1)
+        return mean, log_scale
+
+    @torch.no_grad()
+    def check_exact(self) -> None:
+        """Raise ``ValueError`` unless every exact-grid sum stays below 2^52 (weights from training always do)."""
+        z_max = float(max(self.z_quantizer.lo.abs().max(), self.z_quantizer.hi.abs().max()))
+        a_max = z_max
+        for i, layer in enumerate(self.h_s):
+            fan_in = layer.weight[0].numel() if i == 2 else layer.weight[:, 0].numel()
+            bound = (fan_in * float(layer.weight.abs().max()) * a_max + float(layer.bias.abs().max()) + 1) * 2.0 ** (
+                W_BITS + (A_BITS if i else 0))
+            if bound >= EXACT_LIMIT:
+                raise ValueError(f"hyper-synthesis layer {i} exceeds the exact float64 range")
+            a_max = A_MAX
+
+    @staticmethod
+    def side_size(height: int, width: int) -> tuple[int, int]:
+        """Side-latent size for latents of ``height x width`` (two stride-2 convolutions)."""
+        return (height + 3) // 4, (width + 3) // 4
+
+    @torch.no_grad()
+    def exact_params(self, z: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """Mean in quarters (``floor(4 * mean)``) and scale index per latent, from integer side latents ``z``."""
+        mean, log_scale = self._hyper_synthesis(z.double(), size, exact=True)
+        quarters = torch.floor(mean * MEAN_STEPS).to(torch.int64)
+        index = torch.floor((log_scale - SCALE_MIN_LOG) * SCALE_STEPS).clamp(0, SCALES - 1).to(torch.int64)
+        return quarters, index
+
+    # ------------------------------------------------------------ training
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Reconstruction from rounded latents (straight-through) and the bits of latents and side latents."""
+        y = self.encode(x)
+        y_hat = _ste_round(y) if self.training else torch.round(y)
+        z = self.h_a(y_hat)
+        z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
+        mean, log_scale = self._hyper_synthesis(_ste_round(z), y.shape[-2:], exact=False)
+        scale = torch.exp(log_scale.clamp(SCALE_MIN_LOG, SCALE_MIN_LOG + SCALES / SCALE_STEPS))
+        y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else y_hat
+        v = (y_noisy - mean).abs()  # evaluate in the lower tail, where the normal CDF is accurate
+        p = torch.special.ndtr((0.5 - v) / scale) - torch.special.ndtr((-0.5 - v) / scale)
+        bits = -torch.log2(p.clamp_min(1e-9)).sum() + self.z_prior.bits(z_noisy)
+        return self.decode(y_hat), bits
+
+    # ------------------------------------------------------------ calibration and coding
+
+    @torch.no_grad()
+    def fit_side(self, latents: Callable[[], Iterator[Tensor]]) -> None:
+        """Fit the side-latent quantiser on ``latents()`` (float ``y`` batches) and build the Gaussian tables."""
+        q, zq = self.quantizer, self.z_quantizer
+
+        def side():
+            for y in latents():
+                yield self.h_a(q.quantize(y))
+
+        c = zq.lo.numel()
+        lo, hi = torch.full((c,), math.inf), torch.full((c,), -math.inf)
+        for z in side():
+            flat = z.transpose(0, 1).reshape(c, -1)
+            lo, hi = torch.minimum(lo, flat.min(1).values), torch.maximum(hi, flat.max(1).values)
+        zq.fit_range(lo, hi)
+        counts = torch.zeros(c, int(zq.levels), dtype=torch.int64)
+        for z in side():
+            s = zq.to_symbols(z).transpose(0, 1).reshape(c, -1)
+            counts += torch.stack([torch.bincount(s[i], minlength=int(zq.levels)) for i in range(c)])
+        zq.fit_freqs(counts)
+        self.y_freqs = gaussian_tables(int(q.levels) - 1)
+        self.check_exact()
+
+    def entropy_coder(self, q: Quantizer):
+        """The hyperprior chunk coder (``None`` for another quantiser than the calibrated one)."""
+        from convae.conditional import HyperpriorCoder
+
+        return HyperpriorCoder(self) if q is self.quantizer and self.y_freqs.numel() else None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "y_freqs"  # data-dependent shape: take the stored one before copying
+        if key in state_dict:
+            self.y_freqs = torch.empty_like(state_dict[key])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def gaussian_tables(radius: int) -> Tensor:
+    """Integer frequencies ``(SCALES * MEAN_STEPS, 2 * radius + 1)`` of discretised Gaussians.
+
+    Row ``MEAN_STEPS * i + f`` is the scale ``exp(SCALE_MIN_LOG + (i + 0.5) / SCALE_STEPS)`` centred at
+    ``(f + 0.5) / MEAN_STEPS``, over symbols ``-radius..radius`` (tails folded into the end symbols);
+    every symbol keeps a count of at least 1.
+    """
+    r = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    i = torch.arange(SCALES, dtype=torch.float64).repeat_interleave(MEAN_STEPS)
+    f = torch.arange(MEAN_STEPS, dtype=torch.float64).repeat(SCALES)
+    scale = torch.exp(SCALE_MIN_LOG + (i + 0.5) / SCALE_STEPS)[:, None]
+    mean = ((f + 0.5) / MEAN_STEPS)[:, None]
+    upper = torch.special.ndtr((r + 0.5 - mean) / scale)
+    lower = torch.special.ndtr((r - 0.5 - mean) / scale)
+    upper[:, -1], lower[:, 0] = 1.0, 0.0
+    return torch.floor((upper - lower).clamp_min(0) * 2**16).to(torch.int64) + 1
+
+
+FMH_LAMBDAS = {"fmh-q1": 0.0006, "fmh-q2": 0.0015, "fmh-q3": 0.005, "fmh-q4": 0.02}
+FMH = {**FM, "hyper": 48, "z_channels": 16}
+
+register_family(HyperpriorAutoencoder, "hyperprior",
+                "GDN + mean-scale hyperprior, untrained template (set in_channels, n, m, depth, lmbda, hyper, "
+                "z_channels)", pretrained=False, **FMH, lmbda=0.01)
+for _name, _lmbda in FMH_LAMBDAS.items():
+    register_family(HyperpriorAutoencoder, _name,
+                    f"Fashion-MNIST, 7x7x32 latents, mean-scale hyperprior, lambda {_lmbda}", **FMH, lmbda=_lmbda)

@@ -1,0 +1,139 @@
+"""The mean-scale hyperprior family: exact side path, Gaussian tables, bit-exact chunk coding, warm starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from convae.registry import create_model, list_models
+
+from convae.data import load_dataset
+from convae.errors import FormatError, WeightsError
+from convae.models.hyperprior import HyperpriorAutoencoder, gaussian_tables
+from convae.recipes import RECIPES
+from convae.train import train
+from convae.weightfile import save_weights
+from convae.zoo import load_model, warm_start
+from tests.conftest import make_images, write_pngs
+
+TINY = {"n": 8, "m": 4, "hyper": 8, "z_channels": 4}
+
+
+def test_variants_are_registered():
+    names = list_models("fmh-q*")
+    assert names == ["fmh-q1", "fmh-q2", "fmh-q3", "fmh-q4"]
+    lambdas = [create_model(n).lmbda for n in names]
+    assert lambdas == sorted(lambdas)
+
+
+def test_gaussian_tables_are_normalised_discretised_gaussians():
+    t = gaussian_tables(10)
+    assert t.shape == (48 * 4, 21) and int(t.min()) >= 1
+    assert (t.sum(1) - 2**16).abs().max() <= 21  # floor + 1 per symbol
+    narrow, wide = t[0], t[4 * 40]
+    assert int(narrow.argmax()) == 10 and narrow[10] > 0.99 * 2**16  # scale 0.11 centred at 0.125: one symbol
+    assert wide[10] < 0.05 * 2**16 and wide[0] > wide[5]  # scale ~17: spread out, tails folded into the ends
+    assert int(t[3].argmax()) == 11  # centre 0.875 favours +1
+
+
+def test_side_size_matches_the_hyper_analysis():
+    net = create_model("hyperprior", **TINY)
+    for h, w in [(7, 7), (1, 1), (5, 12), (8, 3)]:
+        z = net.h_a(torch.zeros(1, 4, h, w))
+        assert tuple(z.shape[-2:]) == net.side_size(h, w)
+        mean, log_scale = net._hyper_synthesis(z, (h, w), exact=False)
+        assert mean.shape == log_scale.shape == (1, 4, h, w)
+
+
+@pytest.fixture(scope="module")
+def tiny_hyper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny hyperprior model trained for one epoch on generated images, calibrated and saved."""
+    folder = tmp_path_factory.mktemp("hp-train")
+    write_pngs(folder, make_images(128, seed=5))
+    out = tmp_path_factory.mktemp("hp-model") / "hp.safetensors"
+    torch.manual_seed(0)
+    net = create_model("hyperprior", **TINY, lmbda=0.01)
+    train(net, load_dataset(str(folder), 1), out, RECIPES["fast"].override(epochs=1, batch_size=32, lr=3e-3))
+    return out
+
+
+def _symbols(net: HyperpriorAutoencoder, n: int, size: int, seed: int) -> list[np.ndarray]:
+    x = torch.from_numpy(make_images(n, size=size, seed=seed)).float().div(255)[:, None]
+    with torch.no_grad():
+        return list(net.quantizer.to_symbols(net.encode(x)).numpy())
+
+
+def test_chunk_round_trip_is_bit_exact_and_thread_independent(tiny_hyper):
+    net = load_model(str(tiny_hyper)).model
+    coder = net.entropy_coder(net.quantizer)
+    for size, n in [(28, 9), (36, 3), (4, 1)]:
+        symbols = _symbols(net, n, size, seed=size)
+        data = coder.encode(symbols)
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            back = coder.decode(data, [s.shape for s in symbols])
+            one_thread = coder.encode(symbols)
+        finally:
+            torch.set_num_threads(threads)
+        assert all(np.array_equal(a, b) for a, b in zip(symbols, back, strict=True))
+        assert one_thread == data
+
+
+def test_exact_side_path_stays_on_its_grid(tiny_hyper):
+    net = load_model(str(tiny_hyper)).model
+    z = torch.randint(-3, 4, (2, 4, 3, 3))
+    mean, log_scale = net._hyper_synthesis(z.double(), (9, 10), exact=True)
+    for v in (mean, log_scale):  # every value is a multiple of 2^-(8+6): no rounding happened anywhere
+        scaled = v * 2.0**14
+        assert torch.equal(scaled, torch.round(scaled))
+    net.check_exact()
+    net.h_s[2].weight.data.fill_(1e12)
+    with pytest.raises(ValueError, match="exact"):
+        net.check_exact()
+
+
+def test_the_coded_rate_matches_the_models_estimate(tiny_hyper):
+    net = load_model(str(tiny_hyper)).model
+    x = torch.from_numpy(make_images(64, size=28, seed=21)).float().div(255)[:, None]
+    with torch.no_grad():
+        _, bits = net(x)
+        symbols = list(net.quantizer.to_symbols(net.encode(x)).numpy())
+    coded = 8 * len(net.entropy_coder(net.quantizer).encode(symbols))
+    assert 0.7 * float(bits) < coded < 1.3 * float(bits) + 64
+
+
+def test_corrupt_streams_are_refused(tiny_hyper):
+    net = load_model(str(tiny_hyper)).model
+    coder = net.entropy_coder(net.quantizer)
+    symbols = _symbols(net, 4, 28, seed=3)
+    data = coder.encode(symbols)
+    shapes = [s.shape for s in symbols]
+    with pytest.raises(FormatError):
+        coder.decode(data[:-1], shapes)
+    with pytest.raises(FormatError):
+        coder.decode(data + b"\x01\x00\x00\x00", shapes)
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # random words: decoded into garbage that is caught, or into valid symbols; never a crash
+        junk = rng.integers(0, 2**32, size=max(1, len(data) // 4), dtype=np.uint32).tobytes()
+        try:
+            out = coder.decode(junk, shapes)
+        except FormatError:
+            continue
+        assert all(int(s.min()) >= 0 and int(s.max()) < int(net.quantizer.levels) for s in out)
+
+
+def test_warm_start_lends_matching_transforms_only(tmp_path):
+    torch.manual_seed(0)
+    donor = create_model("factorized", n=8, m=4, lmbda=0.01)
+    path = tmp_path / "donor.safetensors"
+    save_weights(donor, path, {})
+    net = create_model("hyperprior", **TINY)
+    record = warm_start(net, path)
+    assert record["init_variant"] == "factorized" and int(record["init_tensors"]) > 0
+    assert torch.equal(net.encoder[0].weight, donor.encoder[0].weight)
+    assert torch.equal(net.decoder[0].weight, donor.decoder[0].weight)
+    with pytest.raises(WeightsError, match="no tensor of .factorized. matches"):
+        warm_start(create_model("seed"), path)
