@@ -1,8 +1,9 @@
 """compress / decompress: image files <-> a code file, streamed in batches with bounded memory.
 
 Memory stays bounded whatever the number of images: inputs are read a few at a time ahead of the
-encoder, a batch holds at most ``batch_size`` images and ``MAX_BATCH_PIXELS`` pixels, codes go
-straight to a temporary file, and decompress reads the codes through a memory map. Only the
+encoder, a batch holds at most ``batch_size`` images and ``MAX_BATCH_PIXELS`` pixels, the chunk
+being coded at most ``CHUNK`` images' symbols (see convae/chunks.py), codes go straight to a
+temporary file, and decompress reads the codes through a memory map, one chunk at a time. Only the
 per-image manifest entries (a path and a few integers each) grow with the number of images.
 """
 
@@ -25,9 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from convae.atomic import publish, staged_folder
+from convae.chunks import Chunker, Latent, chunk_payload, read_chunk
 from convae.entropy import EntropyCoder
 from convae.errors import ConvaeError, DataError, FormatError, OutputError, UsageError, WeightsError
-from convae.format import CodeWriter, ImageEntry, manifest_path, open_codes, symbol_dtype
+from convae.format import CHUNK, CodeFile, CodeWriter, ImageEntry, manifest_path, open_codes, symbol_dtype
 from convae.images import Decoded, find_images, output_names, read_image, restore
 from convae.metrics import bits_per_pixel, per_image_mse, psnr, ssim
 from convae.models.base import Autoencoder
@@ -81,9 +83,12 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def shard_slice(count: int, shard: tuple[int, int]) -> slice:
-    """The K-th of N contiguous, disjoint slices of ``count`` items."""
+    """The K-th of N contiguous, disjoint slices of ``count`` items, cut at multiples of ``CHUNK`` if each gets one."""
     k, n = shard
-    return slice((k - 1) * count // n, k * count // n)
+    if count < CHUNK * n:
+        return slice((k - 1) * count // n, k * count // n)
+    blocks = -(-count // CHUNK)
+    return slice((k - 1) * blocks // n * CHUNK, min(count, k * blocks // n * CHUNK))
 
 
 def _pad(x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -216,9 +221,10 @@ def compress(
     start = time.perf_counter()
     root, files = find_images(inputs)
     rels = [p.relative_to(root).as_posix() for p in files]
-    header_shard = None
+    header_shard, first = None, 0
     if shard:
         part = shard_slice(len(files), shard)
+        first = part.start
         header_shard = {"index": shard[0], "count": shard[1], "total_images": len(files), "job": job_id(rels)}
         files, rels = files[part], rels[part]
         if not files:
@@ -233,14 +239,16 @@ def compress(
     stats: dict[str, float] = defaultdict(float)
     latent_shapes = set()
     writer = CodeWriter(out, force)
+    chunker: Chunker[Latent] = Chunker(
+        lambda chunk: writer.add([e for e, _, _ in chunk], chunk_payload(chunk, coder, dtype)))
     try:
         workers = _workers(_mean_file_size(files))  # a cheap proxy for the decoded size
         with _model_threads(device), ThreadPoolExecutor(workers) as pool:
             reads = _read_ahead(pool, lambda p: _try_read(p, net.in_channels), files, 4 * workers)
-            items = zip(files, rels, reads, strict=True)
-            for batch in _batches(items, batch_size, lambda t: 0 if isinstance(t[2], DataError) else t[2].pixels.size):
+            items = zip(range(first, first + len(files)), files, rels, reads, strict=True)
+            for batch in _batches(items, batch_size, lambda t: 0 if isinstance(t[3], DataError) else t[3].pixels.size):
                 good = []
-                for path, rel, d in batch:
+                for index, path, rel, d in batch:
                     if isinstance(d, Decoded) and raw and d.alpha is not None:
                         d = DataError(f"{path}: has transparency, which --raw cannot keep; drop --raw")
                     if isinstance(d, DataError):
@@ -248,21 +256,20 @@ def compress(
                             raise d
                         summary.skipped.append({"path": str(path), "error": str(d)})
                     else:
-                        good.append((path, rel, d))
-                symbols, recon = _encode_batch(net, q, [d for _, _, d in good], device, verify)
-                for (path, rel, d), sym, rec in zip(good, symbols, recon, strict=True):
+                        good.append((index, path, rel, d))
+                symbols, recon = _encode_batch(net, q, [d for *_, d in good], device, verify)
+                for (index, path, rel, d), sym, rec in zip(good, symbols, recon, strict=True):
                     latent_shapes.add(sym.shape)
-                    payload = coder.encode(sym) if coder else sym.astype(dtype).tobytes()
                     alpha = zlib.compress(d.alpha.tobytes(), 9) if d.alpha is not None else b""
                     h, w = d.pixels.shape[:2]
-                    writer.add(ImageEntry(rel, w, h, d.mode, d.has_alpha, len(payload) + len(alpha), len(alpha)),
-                               payload + alpha)
+                    chunker.add(index, sym.shape, (ImageEntry(rel, w, h, d.mode, d.has_alpha, len(alpha)), sym, alpha))
                     summary.input_bytes += path.stat().st_size
                     summary.pixels += w * h
                     if verify:
                         _accumulate(stats, d.pixels, rec)
                 if progress:
                     progress(len(batch), len(files))
+        chunker.flush()
         if not writer.entries:
             raise DataError(f"no image could be read ({len(summary.skipped)} skipped, the first: "
                             f"{summary.skipped[0]['error']}); nothing was written")
@@ -369,31 +376,13 @@ def _manifest_quantizer(net: Autoencoder, manifest: dict[str, Any]) -> Quantizer
     return q
 
 
-def _symbols_for(entry: ImageEntry, data: bytes, net: Autoencoder, q: Quantizer, coder: EntropyCoder | None,
-                 dtype: np.dtype) -> tuple[np.ndarray, np.ndarray | None]:
-    shape = net.latent_shape(entry.height, entry.width)
-    body, alpha_bytes = data[: len(data) - entry.alpha_nbytes], data[len(data) - entry.alpha_nbytes :]
-    if coder is not None:
-        sym = coder.decode(body, shape)
-    else:
-        if len(body) != int(np.prod(shape)) * dtype.itemsize:
-            raise FormatError(f"{entry.path}: code length disagrees with its size in the manifest")
-        sym = np.frombuffer(body, dtype=dtype).reshape(shape).astype(np.int64)
-        if sym.max(initial=0) >= int(q.levels):
-            raise FormatError(f"{entry.path}: symbol out of range")
-    alpha = None
-    if entry.alpha_nbytes:
-        if not entry.has_alpha:
-            raise FormatError(f"{entry.path}: alpha bytes for an image without transparency")
-        try:
-            inflate = zlib.decompressobj()
-            alpha_raw = inflate.decompress(alpha_bytes, entry.width * entry.height + 1)  # bounded: no zip bomb
-        except zlib.error as exc:
-            raise FormatError(f"{entry.path}: corrupt alpha channel") from exc
-        if len(alpha_raw) != entry.width * entry.height or not inflate.eof:
-            raise FormatError(f"{entry.path}: alpha channel has the wrong size")
-        alpha = np.frombuffer(alpha_raw, dtype=np.uint8).reshape(entry.height, entry.width)
-    return sym, alpha
+def _latents(cf: CodeFile, net: Autoencoder, coder: EntropyCoder | None,
+             levels: int) -> Iterator[tuple[ImageEntry, np.ndarray, np.ndarray | None]]:
+    """``(entry, symbols, alpha or None)`` per image, decoding one chunk at a time."""
+    dtype = np.dtype(cf.manifest["codes"]["dtype"])
+    for entries, data in cf.chunk_payloads():
+        decoded = read_chunk(entries, data, net.latent_shape, coder, dtype, levels)
+        yield from ((e, sym, alpha) for e, (sym, alpha) in zip(entries, decoded, strict=True))
 
 
 def decompress(
@@ -420,7 +409,6 @@ def decompress(
     coder = net.entropy_coder(q) if cf.manifest["coding"] == "ans" else None
     if cf.manifest["coding"] == "ans" and coder is None:
         raise FormatError("codes are entropy coded but the model has no table for their quantiser")
-    dtype = np.dtype(cf.manifest["codes"]["dtype"])
     names = output_names([e.path for e in cf.entries])
     _check_targets(out_dir, names, force)
     summary = Summary(input_bytes=src.stat().st_size + manifest_path(src).stat().st_size)
@@ -428,10 +416,10 @@ def decompress(
     with staged_folder(out_dir) as stage, _model_threads(device), ThreadPoolExecutor(workers) as pool:
         for parent in sorted({(stage / n).parent for n in names}):
             parent.mkdir(parents=True, exist_ok=True)
-        items = zip(cf.payloads(), names, strict=True)
+        items = zip(_latents(cf, net, coder, int(q.levels)), names, strict=True)
         writing: list = []  # the previous batch's PNGs, written in the pool while this batch decodes
         for batch in _batches(items, batch_size, lambda t: t[0][0].width * t[0][0].height):
-            parsed = [(e, name, *_symbols_for(e, data, net, q, coder, dtype)) for (e, data), name in batch]
+            parsed = [(e, name, sym, alpha) for (e, sym, alpha), name in batch]
             decoded = _decode_batch(net, q, parsed, device)
             share = -(-len(decoded) // workers)  # one task per worker: few thread hand-offs
             saves = [pool.submit(_restore_pngs, decoded[i : i + share], stage) for i in range(0, len(decoded), share)]

@@ -10,7 +10,7 @@ from convae.metrics import bits_per_pixel
 
 
 def describe_codes(path: Path) -> dict[str, Any]:
-    """Format version, model, image count, sizes, bytes and bits per pixel of a validated code file."""
+    """Format version, model, image and chunk counts, sizes, bytes and bits per pixel of a validated code file."""
     cf = open_codes(path)
     doc = cf.manifest
     total = path.stat().st_size + manifest_path(path).stat().st_size
@@ -25,6 +25,7 @@ def describe_codes(path: Path) -> dict[str, Any]:
         "coding": doc["coding"],
         "levels": doc["quantizer"]["levels"],
         "images": len(cf.entries),
+        "chunks": len(cf.chunks),
         "sizes": sizes if len(sizes) <= 20 else [*sizes[:20], f"... {len(sizes) - 20} more"],
         "modes": sorted({e.mode for e in cf.entries}),
         "pixels": pixels,

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from convae.atomic import write_bytes
+from convae.chunks import Chunker
 from convae.data import ImageSet, load_dataset
 from convae.metrics import bits_per_pixel, per_image_mse, psnr, ssim
 from convae.zoo import load_model
@@ -38,6 +39,11 @@ def evaluate(model: str | None, data: str, bits: int | None = None, limit: int |
         images = ImageSet(images.images[:limit], images.name)
     coder = net.entropy_coder(q)
     sums = {"mse_float": 0.0, "mse": 0.0, "psnr": 0.0, "ssim": 0.0, "bytes": 0, "pixels": 0, "n": 0}
+
+    def code_chunk(chunk: list[np.ndarray]) -> None:
+        sums["bytes"] += len(coder.encode(chunk))
+
+    chunker: Chunker[np.ndarray] = Chunker(code_chunk)  # chunked as the codec does, so the bytes match
     shown: list[torch.Tensor] = []
     for x in _batches(images, batch_size):
         h, w = x.shape[-2:]
@@ -54,13 +60,15 @@ def evaluate(model: str | None, data: str, bits: int | None = None, limit: int |
         sums["ssim"] += float(ssim(x, x_q8).sum())
         sym = s.numpy()
         if coder is not None:
-            sums["bytes"] += sum(len(coder.encode(sym[i])) for i in range(len(sym)))
+            for i in range(len(sym)):
+                chunker.add(sums["n"] + i, sym[i].shape, sym[i])
         else:
             sums["bytes"] += math.ceil(sym[0].size * math.log2(int(q.levels)) / 8) * len(sym)
         sums["pixels"] += h * w * len(x)
         sums["n"] += len(x)
         if grid is not None and len(shown) < grid_count:
             shown += [torch.stack([x[i], x_q8[i]]) for i in range(min(len(x), grid_count - len(shown)))]
+    chunker.flush()
     n = sums["n"]
     result = {
         "model": loaded.source,

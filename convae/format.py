@@ -1,9 +1,10 @@
 """The on-disk code format: ``OUT.npy`` (codes) plus ``OUT.json`` (manifest). See docs/FORMAT.md.
 
 The manifest carries a magic, a version, the model's name and weights sha256, the quantiser,
-the sha256 of the .npy, per-image paths, sizes, modes and byte counts, and a checksum over
-itself. Both files are written to temporary files and renamed into place; the .npy sha256 in
-the manifest ties the pair together, so a reader never accepts one without its partner.
+the sha256 of the .npy, the image paths (runs of numbered names compacted), sizes and modes, the
+byte count of each chunk (a run of images coded together), and a checksum over itself. Both
+files are written to temporary files and renamed into place; the .npy sha256 in the manifest
+ties the pair together, so a reader never accepts one without its partner.
 """
 
 from __future__ import annotations
@@ -21,27 +22,30 @@ from typing import Any
 import numpy as np
 
 from convae.atomic import as_output_error, check_writable, commit, temp_path
+from convae.checks import check, is_int, is_str
 from convae.errors import FormatError, OutputError
 from convae.images import MAX_PIXELS
+from convae.pathruns import compact_paths, expand_paths
 
 MAGIC = "convae-codes"
-VERSION = 1
+VERSION = 2
 CODINGS = ("ans", "raw")
 DTYPES = ("uint8", "uint16")
 QUANT_MODES = ("uniform", "integer")
 MAX_IMAGES = 1 << 31
+CHUNK = 64  # most images per chunk; a chunk never spans a job index that is a multiple of CHUNK
+MAX_CHUNK_SYMBOLS = 1 << 22  # latent symbols per chunk of more than one image: bounds decoding memory
 
 
 @dataclass(frozen=True)
 class ImageEntry:
-    """One coded image: its path relative to the input root, original size/mode, and byte counts."""
+    """One coded image: its path relative to the input root, original size/mode, and its alpha bytes."""
 
     path: str
     width: int
     height: int
     mode: str
     has_alpha: bool
-    nbytes: int
     alpha_nbytes: int = 0
 
 
@@ -72,13 +76,14 @@ def manifest_checksum(doc: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def build_manifest(header: dict[str, Any], entries: list[ImageEntry], codes: dict[str, Any]) -> dict[str, Any]:
-    """The manifest document for ``entries`` (header holds model, quantizer and coding)."""
+def build_manifest(header: dict[str, Any], entries: list[ImageEntry], chunks: list[tuple[int, int]],
+                   codes: dict[str, Any]) -> dict[str, Any]:
+    """The manifest document for ``entries`` in ``chunks`` (header holds model, quantizer and coding)."""
     images: dict[str, Any] = {
         "count": len(entries),
-        "paths": [e.path for e in entries],
+        "paths": compact_paths([e.path for e in entries]),
         "groups": _groups(entries),
-        "nbytes": [e.nbytes for e in entries],
+        "chunks": [[count, nbytes] for count, nbytes in chunks],
     }
     if any(e.alpha_nbytes for e in entries):
         images["alpha_nbytes"] = [e.alpha_nbytes for e in entries]
@@ -88,7 +93,7 @@ def build_manifest(header: dict[str, Any], entries: list[ImageEntry], codes: dic
 
 
 class CodeWriter:
-    """Streams per-image code bytes to a temporary file; ``commit`` writes the .npy + manifest pair."""
+    """Streams chunk payloads to a temporary file; ``commit`` writes the .npy + manifest pair."""
 
     def __init__(self, out: Path, force: bool) -> None:
         self.out = out
@@ -101,17 +106,19 @@ class CodeWriter:
         self._raw_path = self._stack.enter_context(temp_path(out))
         self._raw = self._stack.enter_context(open(self._raw_path, "wb"))  # noqa: SIM115 (closed by the stack)
         self.entries: list[ImageEntry] = []
+        self.chunks: list[tuple[int, int]] = []
 
-    def add(self, entry: ImageEntry, payload: bytes) -> None:
-        """Append one image's code bytes."""
-        if len(payload) != entry.nbytes:
-            raise AssertionError("payload length disagrees with its entry")
+    def add(self, entries: list[ImageEntry], payload: bytes) -> None:
+        """Append one chunk: its images and its payload (code bytes, then the images' alpha bytes)."""
+        if not 1 <= len(entries) <= CHUNK or sum(e.alpha_nbytes for e in entries) > len(payload):
+            raise AssertionError("a chunk disagrees with its entries")
         try:
             self._raw.write(payload)
         except OSError as exc:
             self.close()
             raise as_output_error(exc, self.out) from exc
-        self.entries.append(entry)
+        self.entries += entries
+        self.chunks.append((len(entries), len(payload)))
 
     def commit(self, header: dict[str, Any], dtype: np.dtype, shape: tuple[int, ...] | None) -> dict[str, Any]:
         """Write ``out.npy`` with ``dtype`` (flat unless ``shape``) and its manifest; return the manifest."""
@@ -121,11 +128,11 @@ class CodeWriter:
             except OSError as exc:
                 raise as_output_error(exc, self.out) from exc
             with temp_path(self.out) as npy_tmp:
-                total = sum(e.nbytes for e in self.entries) // dtype.itemsize
+                total = sum(nbytes for _, nbytes in self.chunks) // dtype.itemsize
                 shape = shape or (total,)
                 _raw_to_npy(self._raw_path, npy_tmp, dtype, shape)
                 codes = {"sha256": file_sha256(npy_tmp), "dtype": dtype.name, "shape": list(shape)}
-                doc = build_manifest(header, self.entries, codes)
+                doc = build_manifest(header, self.entries, self.chunks, codes)
                 with temp_path(self.manifest) as json_tmp:
                     json_tmp.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
                     commit(npy_tmp, self.out)  # the manifest goes last: it names the .npy's sha256
@@ -166,20 +173,22 @@ def file_sha256(path: Path) -> str:
 
 @dataclass
 class CodeFile:
-    """A validated code file: the manifest, its image entries, and the codes as a read-only array."""
+    """A validated code file: the manifest, its image entries and chunks, and the codes as a read-only array."""
 
     path: Path
     manifest: dict[str, Any]
     entries: list[ImageEntry]
+    chunks: list[tuple[int, int]]  # (images, bytes) per chunk
     codes: np.ndarray
 
-    def payloads(self) -> Iterator[tuple[ImageEntry, bytes]]:
-        """Each image's code bytes, in order."""
+    def chunk_payloads(self) -> Iterator[tuple[list[ImageEntry], bytes]]:
+        """Each chunk's images and payload, in order."""
         flat = self.codes.reshape(-1).view(np.uint8)
-        offset = 0
-        for e in self.entries:
-            yield e, flat[offset : offset + e.nbytes].tobytes()
-            offset += e.nbytes
+        first = offset = 0
+        for count, nbytes in self.chunks:
+            yield self.entries[first : first + count], flat[offset : offset + nbytes].tobytes()
+            first += count
+            offset += nbytes
 
 
 def read_manifest(codes_path: Path) -> dict[str, Any]:
@@ -211,65 +220,75 @@ def read_manifest(codes_path: Path) -> dict[str, Any]:
     return doc
 
 
-def _is_int(v: Any, lo: int = 0, hi: int = 1 << 62) -> bool:
-    return type(v) is int and lo <= v <= hi
-
-
-def _is_str(v: Any, max_len: int = 4096) -> bool:
-    return isinstance(v, str) and 0 < len(v) <= max_len and "\x00" not in v
-
-
-def _check(ok: bool, what: str) -> None:
-    if not ok:
-        raise ValueError(what)
-
-
 def _check_header(doc: dict[str, Any]) -> None:
     """Types and ranges of the fields readers use; raises ``ValueError`` naming the first bad one."""
     model, q, codes, shard = doc.get("model"), doc.get("quantizer"), doc.get("codes"), doc.get("shard")
-    _check(isinstance(model, dict) and _is_str(model.get("variant"), 200) and _is_str(model.get("sha256"), 64)
-           and (model.get("source") is None or _is_str(model["source"])), "model")
-    _check(isinstance(q, dict) and q.get("mode") in QUANT_MODES and _is_int(q.get("levels"), 1, 1 << 16),
+    check(isinstance(model, dict) and is_str(model.get("variant"), 200) and is_str(model.get("sha256"), 64)
+           and (model.get("source") is None or is_str(model["source"])), "model")
+    check(isinstance(q, dict) and q.get("mode") in QUANT_MODES and is_int(q.get("levels"), 1, 1 << 16),
            "quantizer")
-    _check(doc.get("coding") in CODINGS, "coding")
-    _check(isinstance(codes, dict) and codes.get("dtype") in DTYPES and isinstance(codes.get("sha256"), str),
+    check(doc.get("coding") in CODINGS, "coding")
+    check(isinstance(codes, dict) and codes.get("dtype") in DTYPES and isinstance(codes.get("sha256"), str),
            "codes")
     shape = codes.get("shape")
-    _check(isinstance(shape, list) and 1 <= len(shape) <= 4 and all(_is_int(v) for v in shape), "codes.shape")
+    check(isinstance(shape, list) and 1 <= len(shape) <= 4 and all(is_int(v) for v in shape), "codes.shape")
     if shard is not None:
-        _check(isinstance(shard, dict) and _is_int(shard.get("count"), 1, MAX_IMAGES)
-               and _is_int(shard.get("index"), 1, shard["count"]) and _is_int(shard.get("total_images"), 0, MAX_IMAGES)
+        check(isinstance(shard, dict) and is_int(shard.get("count"), 1, MAX_IMAGES)
+               and is_int(shard.get("index"), 1, shard["count"]) and is_int(shard.get("total_images"), 0, MAX_IMAGES)
                and isinstance(shard.get("job"), str), "shard")
-    _check(isinstance(doc.get("images"), dict), "images")
+    check(isinstance(doc.get("images"), dict), "images")
 
 
 def _is_rel_path(p: Any) -> bool:
     """A relative POSIX path with no empty, ``.`` or ``..`` component (it becomes an output path)."""
-    return _is_str(p) and all(part not in ("", ".", "..") for part in p.split("/"))
+    return is_str(p) and all(part not in ("", ".", "..") for part in p.split("/"))
 
 
-def _entries(doc: dict[str, Any]) -> list[ImageEntry]:
-    images = doc["images"]
-    n = images.get("count")
-    _check(_is_int(n, 1, MAX_IMAGES), "images.count")
-    paths, nbytes, groups = images.get("paths"), images.get("nbytes"), images.get("groups")
-    _check(isinstance(paths, list) and len(paths) == n, "images.paths disagrees with count")
-    alpha = images.get("alpha_nbytes", [0] * n)
-    _check(all(isinstance(v, list) and len(v) == n for v in (nbytes, alpha)), "per-image lists disagree with count")
-    _check(all(_is_rel_path(p) for p in paths), "bad image path")
-    _check(len(set(paths)) == n, "duplicate image path")
-    _check(all(_is_int(b) for b in nbytes) and all(_is_int(a, 0, b) for a, b in zip(alpha, nbytes, strict=True)),
-           "bad byte count")
-    _check(isinstance(groups, list), "images.groups")
+def _chunks(value: Any, n: int) -> list[tuple[int, int]]:
+    """``images.chunks``: ``[count, nbytes]`` pairs, at most ``CHUNK`` images each, ``n`` in all."""
+    check(isinstance(value, list) and 1 <= len(value) <= n, "images.chunks")
+    chunks: list[tuple[int, int]] = []
+    done = 0
+    for c in value:
+        check(isinstance(c, list) and len(c) == 2 and is_int(c[0], 1, min(CHUNK, n - done)) and is_int(c[1]),
+              "bad chunk")
+        chunks.append((c[0], c[1]))
+        done += c[0]
+    check(done == n, "chunks disagree with count")
+    return chunks
+
+
+def _sizes(groups: Any, n: int) -> list[tuple[int, int, str, bool]]:
+    """``images.groups`` expanded: ``(width, height, mode, has_alpha)`` per image."""
+    check(isinstance(groups, list), "images.groups")
     sizes: list[tuple[int, int, str, bool]] = []
     for g in groups:
-        _check(isinstance(g, list) and len(g) == 5, "bad group")
+        check(isinstance(g, list) and len(g) == 5, "bad group")
         count, w, h, mode, has_alpha = g
-        _check(_is_int(count, 1, n - len(sizes)) and _is_str(mode, 16) and isinstance(has_alpha, bool), "bad group")
-        _check(_is_int(w, 1, MAX_PIXELS) and _is_int(h, 1, MAX_PIXELS) and w * h <= MAX_PIXELS, "bad image size")
+        check(is_int(count, 1, n - len(sizes)) and is_str(mode, 16) and isinstance(has_alpha, bool), "bad group")
+        check(is_int(w, 1, MAX_PIXELS) and is_int(h, 1, MAX_PIXELS) and w * h <= MAX_PIXELS, "bad image size")
         sizes += [(w, h, mode, has_alpha)] * count
-    _check(len(sizes) == n, "groups disagree with count")
-    return [ImageEntry(p, *s, b, a) for p, s, b, a in zip(paths, sizes, nbytes, alpha, strict=True)]
+    check(len(sizes) == n, "groups disagree with count")
+    return sizes
+
+
+def _entries(doc: dict[str, Any]) -> tuple[list[ImageEntry], list[tuple[int, int]]]:
+    images = doc["images"]
+    n = images.get("count")
+    check(is_int(n, 1, MAX_IMAGES), "images.count")
+    chunks = _chunks(images.get("chunks"), n)
+    sizes = _sizes(images.get("groups"), n)
+    alpha = images.get("alpha_nbytes", [0] * n)
+    check(isinstance(alpha, list) and len(alpha) == n, "images.alpha_nbytes disagrees with count")
+    check(all(is_int(a) and (a == 0 or s[3]) for a, s in zip(alpha, sizes, strict=True)), "bad alpha byte count")
+    first = 0
+    for count, nbytes in chunks:
+        check(sum(alpha[first : first + count]) <= nbytes, "alpha bytes exceed their chunk")
+        first += count
+    paths = expand_paths(images.get("paths"), n)
+    check(all(_is_rel_path(p) for p in paths), "bad image path")
+    check(len(set(paths)) == n, "duplicate image path")
+    return [ImageEntry(p, *s, a) for p, s, a in zip(paths, sizes, alpha, strict=True)], chunks
 
 
 def open_codes(codes_path: Path) -> CodeFile:
@@ -279,7 +298,7 @@ def open_codes(codes_path: Path) -> CodeFile:
     doc = read_manifest(codes_path)
     where = manifest_path(codes_path)
     try:
-        entries = _entries(doc)
+        entries, chunks = _entries(doc)
     except ValueError as exc:
         raise FormatError(f"{where}: manifest is malformed ({exc})") from exc
     codes_meta = doc["codes"]
@@ -299,6 +318,6 @@ def open_codes(codes_path: Path) -> CodeFile:
         raise FormatError(f"{codes_path}: not a single .npy array")
     if codes.dtype.name != codes_meta["dtype"] or list(codes.shape) != codes_meta["shape"]:
         raise FormatError(f"{codes_path}: array dtype/shape disagree with the manifest")
-    if codes.nbytes != sum(e.nbytes for e in entries):
+    if codes.nbytes != sum(nbytes for _, nbytes in chunks):
         raise FormatError(f"{codes_path}: array length disagrees with the manifest's byte counts")
-    return CodeFile(codes_path, doc, entries, codes)
+    return CodeFile(codes_path, doc, entries, chunks, codes)

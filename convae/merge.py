@@ -1,4 +1,8 @@
-"""Join the shards of a ``compress --shard K/N`` job into the file one process would have written."""
+"""Join the shards of a ``compress --shard K/N`` job: their chunks, back to back.
+
+When the shards were cut at multiples of ``CHUNK`` (``shard_slice`` does so once every shard gets
+a whole one) the result is byte for byte the file one process would have written.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +30,8 @@ def merge(shards: list[Path], out: Path, force: bool = False) -> dict[str, Any]:
     writer = CodeWriter(out, force)
     try:
         for cf in ordered:
-            for entry, payload in cf.payloads():
-                writer.add(entry, payload)
+            for entries, payload in cf.chunk_payloads():
+                writer.add(entries, payload)
         doc = writer.commit({k: first[k] for k in _SAME}, np.dtype(first["codes"]["dtype"]), shape)
     finally:
         writer.close()

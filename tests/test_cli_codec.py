@@ -49,9 +49,10 @@ def test_folder_roundtrip_keeps_nested_paths_sizes_and_order(runner, tiny_model,
     save(Image.fromarray(gray(7, 13)), src / "tiny.png")
     model = tiny_model
     _npy, recon, doc = roundtrip(runner, tmp_path, model, src)
-    paths = doc["images"]["paths"]
-    assert paths == sorted(paths) and len(paths) == 7
-    assert paths[0] == "a/deep/x0000.png" and "odd.png" in paths
+    assert doc["images"]["paths"] == [["a/deep/x", 0, 2, 4, ".png"], ["b/img", 0, 3, 4, ".png"], "odd.png", "tiny.png"]
+    paths = ["a/deep/x0000.png", "a/deep/x0001.png", "b/img0000.png", "b/img0001.png", "b/img0002.png", "odd.png",
+             "tiny.png"]
+    assert [c[0] for c in doc["images"]["chunks"]] == [5, 1, 1]  # a chunk per latent shape
     for rel in paths:
         a, b = Image.open(src / rel), Image.open(recon / rel)
         assert (b.size, b.mode) == (a.size, a.mode), rel
@@ -108,14 +109,15 @@ def test_npy_is_plain_and_manifest_complete(runner, tiny_model, tmp_path, image_
     from convae.format import file_sha256
     from convae.weightfile import read_weights
 
-    assert doc["format"] == "convae-codes" and doc["version"] == 1
+    assert doc["format"] == "convae-codes" and doc["version"] == 2
     assert doc["model"]["variant"] == "seed" and doc["model"]["sha256"] == read_weights(tiny_model)[2]
     assert doc["quantizer"]["mode"] == "uniform" and doc["quantizer"]["levels"] == 256
     assert len(doc["quantizer"]["lo"]) == len(doc["quantizer"]["hi"]) == 4
     assert doc["coding"] == "ans" and codes.dtype == np.uint8 and codes.ndim == 1
     assert doc["codes"] == {"sha256": file_sha256(npy), "dtype": "uint8", "shape": [codes.size]}
     assert doc["images"]["count"] == 12 and doc["images"]["groups"] == [[12, 28, 28, "L", False]]
-    assert sum(doc["images"]["nbytes"]) == codes.nbytes
+    assert doc["images"]["paths"] == [["img", 0, 12, 4, ".png"]]
+    assert doc["images"]["chunks"] == [[12, codes.nbytes]] and "alpha_nbytes" not in doc["images"]
     assert codes.nbytes < 12 * 4 * 7 * 7  # entropy coding beats 8 bits per latent
 
 
@@ -127,7 +129,8 @@ def test_raw_latents_and_bits(runner, tiny_model, tmp_path, image_folder, bits, 
     assert codes.shape == (12, 4, 7, 7) and codes.dtype == dtype
     assert doc["coding"] == "raw" and doc["quantizer"]["levels"] == 2 ** (bits or 8)
     assert codes.max() < 2 ** (bits or 8) and len(np.unique(codes)) > 2
-    for p in doc["images"]["paths"]:
+    assert doc["images"]["chunks"] == [[12, codes.nbytes]]
+    for p in (f"img{i:04d}.png" for i in range(12)):
         want = reference(tiny_model, np.asarray(Image.open(image_folder / p)), bits or 8)
         assert np.array_equal(np.asarray(Image.open(recon / p)), want)
 
@@ -232,14 +235,15 @@ def test_info_table_and_json_without_decoding(runner, tiny_model, tmp_path, imag
     info = json.loads(r.stdout)
     from convae.weightfile import read_weights
 
-    assert info["format"] == "convae-codes" and info["version"] == 1 and info["variant"] == "seed"
+    assert info["format"] == "convae-codes" and info["version"] == 2 and info["variant"] == "seed"
+    assert info["chunks"] == 2  # the 28x28 images, then the one 45x30
     assert info["weights_sha256"] == read_weights(tiny_model)[2]
     assert info["images"] == 13 and info["sizes"] == ["28x28", "45x30"]
     assert info["total_bytes"] == npy.stat().st_size + npy.with_suffix(".json").stat().st_size
     assert info["bits_per_pixel"] == pytest.approx(8 * info["total_bytes"] / (12 * 784 + 45 * 30))
     table = invoke(runner, "info", npy)
     ok(table)
-    for key in ("version", "variant", "weights_sha256", "images", "total_bytes", "bits_per_pixel"):
+    for key in ("version", "variant", "weights_sha256", "images", "chunks", "total_bytes", "bits_per_pixel"):
         assert key in table.stdout
     one_line_error(invoke(runner, "info", tmp_path / "nope.npy"), 1, "nope.npy")
 

@@ -150,13 +150,13 @@ def test_manifest_invalid_json_and_other_version(runner, tiny_model, tmp_path, c
     assert "not valid JSON" in err
     one_line_error(invoke(runner, "info", codes), 1, manifest)
     doc = json.loads(good)
-    doc["version"] = 2
+    doc["version"] = 1  # the format before chunks: never released, refused like any other
     resign(codes, doc)
     before = snapshot(tmp_path)
     err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", tiny_model), tmp_path, before,
                         1, manifest)
-    assert "version 2 is not supported" in err
-    doc["version"] = 1
+    assert "version 1 is not supported (this convae reads version 2)" in err
+    doc["version"] = 2
     doc["images"]["count"] = 13  # a hand edit without updating the checksum
     manifest.write_text(json.dumps(doc))
     assert "checksum" in one_line_error(invoke(runner, "decompress", codes, tmp_path / "r", "--model", tiny_model))

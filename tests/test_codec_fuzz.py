@@ -2,8 +2,9 @@
 
 Mutations: byte flips, truncations and extensions of the .npy; JSON edits of the manifest (values
 replaced by other types, huge or negative numbers, keys deleted) at random and at the fields that
-size allocations; text edits of the manifest. Half the cases re-sign the pair (fresh .npy sha256 and
-manifest checksum) so they get past the integrity checks into validation and decoding.
+size allocations (counts, path runs, chunks, groups); text edits of the manifest. Half the cases
+re-sign the pair (fresh .npy sha256 and manifest checksum) so they get past the integrity checks
+into validation and decoding.
 A case running longer than ``CASE_SECONDS`` counts as a hang.
 """
 
@@ -36,8 +37,9 @@ CASE_SECONDS = 10
 TARGETS = [
     ("version",), ("coding",), ("model", "variant"), ("model", "sha256"), ("quantizer", "levels"),
     ("quantizer", "mode"), ("codes", "dtype"), ("codes", "shape"), ("codes", "shape", "*"), ("images", "count"),
-    ("images", "paths", "*"), ("images", "nbytes", "*"), ("images", "alpha_nbytes", "*"), ("images", "groups", "*"),
-    ("images", "groups", "*", "*"), ("images", "groups"), ("images", "nbytes"), ("shard",), ("images",),
+    ("images", "paths"), ("images", "paths", "*"), ("images", "paths", "*", "*"), ("images", "chunks"),
+    ("images", "chunks", "*"), ("images", "chunks", "*", "*"), ("images", "alpha_nbytes", "*"),
+    ("images", "groups", "*"), ("images", "groups", "*", "*"), ("images", "groups"), ("shard",), ("images",),
 ]
 HUGE = [2**31, 2**31 - 1, 2**32, 2**63, 2**64 + 1, 10**30, -(2**63), 8192 * 8192, 16385, 10**5]
 SCALARS = st.one_of(

@@ -1,4 +1,5 @@
-"""`compress --shard K/N` + `convae merge`: shards join into exactly the file one process writes."""
+"""`compress --shard K/N` + `convae merge`: shards join into the file one process writes (byte for byte when
+the shards are cut at chunk boundaries, which `shard_slice` does once every shard gets a whole chunk)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from convae.codec import shard_slice
+from convae.format import CHUNK
 from tests.codec_util import convae_script, gray, invoke, mode_images, ok, one_line_error, save, snapshot
 from tests.conftest import make_images, write_pngs
 
@@ -25,6 +28,17 @@ def job(tmp_path) -> Path:
     return src
 
 
+@pytest.fixture
+def big_job(tmp_path) -> Path:
+    """3 * 64 + 10 = 202 small images: runs of three sizes, then modes with alpha, in chunks that cross folders."""
+    src = tmp_path / "big"
+    write_pngs(src / "a", make_images(120, size=16, seed=14))
+    write_pngs(src / "b", make_images(70, size=20, seed=15))
+    mode_images(src / "modes", 13, 21)
+    write_pngs(src / "z", make_images(4, seed=16))
+    return src
+
+
 def _compress_shards(runner, src: Path, out: Path, model: Path, n: int, *extra: str) -> list[Path]:
     parts = []
     for k in range(1, n + 1):
@@ -34,8 +48,18 @@ def _compress_shards(runner, src: Path, out: Path, model: Path, n: int, *extra: 
     return parts
 
 
+@pytest.mark.parametrize(("count", "n"), [(1, 1), (25, 3), (191, 3), (192, 3), (202, 3), (10_000, 7), (640, 10)])
+def test_shard_slices_cover_the_job_and_cut_at_chunks(count, n):
+    slices = [shard_slice(count, (k, n)) for k in range(1, n + 1)]
+    assert [s.start for s in slices] == [0, *[s.stop for s in slices[:-1]]] and slices[-1].stop == count
+    assert all(s.stop > s.start for s in slices)
+    if count >= CHUNK * n:
+        assert all(s.start % CHUNK == 0 for s in slices)
+
+
 @pytest.mark.parametrize("extra", [(), ("--raw",)])
-def test_merged_shards_equal_single_run(runner, tiny_model, tmp_path, job, extra):
+def test_merged_shards_decode_as_single_run(runner, tiny_model, tmp_path, job, extra):
+    """25 images in 8/8/9 (too few to cut at chunks): the merged chunks are the shards', and decode the same."""
     if extra:  # --raw keeps no transparency: a job of opaque images, one size, so the codes are (N, C, h, w)
         shutil.rmtree(job)
         write_pngs(job, make_images(25, seed=13))
@@ -48,11 +72,33 @@ def test_merged_shards_equal_single_run(runner, tiny_model, tmp_path, job, extra
     r = invoke(runner, "merge", parts[2], parts[0], parts[1], merged, "--json")  # any order
     ok(r)
     assert json.loads(r.stdout)["images"] == 25
-    assert merged.read_bytes() == single.read_bytes()
-    assert merged.with_suffix(".json").read_bytes() == single.with_suffix(".json").read_bytes()
+    chunks = [c for p in parts for c in json.loads(p.with_suffix(".json").read_text())["images"]["chunks"]]
+    assert json.loads(merged.with_suffix(".json").read_text())["images"]["chunks"] == chunks
+    if extra:  # raw chunks are the symbols back to back: the codes are the same, only the chunk list differs
+        assert merged.read_bytes() == single.read_bytes()
     ok(invoke(runner, "decompress", single, tmp_path / "r1", "--model", tiny_model, "-q"))
     ok(invoke(runner, "decompress", merged, tmp_path / "r2", "--model", tiny_model, "-q"))
     assert snapshot(tmp_path / "r1") == snapshot(tmp_path / "r2") and len(snapshot(tmp_path / "r1")) == 25
+
+
+@pytest.mark.parametrize("extra", [(), ("--raw",)])
+def test_chunk_aligned_shards_merge_byte_identical(runner, tiny_model, tmp_path, big_job, extra):
+    if extra:  # --raw keeps no transparency
+        shutil.rmtree(big_job / "modes")
+        write_pngs(big_job / "modes", make_images(8, size=12, seed=17))
+    single = tmp_path / "single.npy"
+    ok(invoke(runner, "compress", big_job, single, "--model", tiny_model, "-q", *extra))
+    parts = _compress_shards(runner, big_job, tmp_path, tiny_model, 3, *extra)
+    counts = [json.loads(p.with_suffix(".json").read_text())["images"]["count"] for p in parts]
+    assert counts == [64, 64, 74]
+    merged = tmp_path / "merged.npy"
+    ok(invoke(runner, "merge", *parts, merged, "-q"))
+    assert merged.read_bytes() == single.read_bytes()
+    assert merged.with_suffix(".json").read_bytes() == single.with_suffix(".json").read_bytes()
+    images = json.loads(single.with_suffix(".json").read_text())["images"]
+    assert [c[0] for c in images["chunks"]] == [64, 56, 8, 62, 2, 6, 4]  # sizes change at 120, 190, 198; 64k cuts
+    ok(invoke(runner, "decompress", merged, tmp_path / "r", "--model", tiny_model, "-q"))
+    assert len(snapshot(tmp_path / "r")) == 202
 
 
 def test_merge_refuses_incomplete_or_foreign_shards(runner, tiny_model, tmp_path, job):
@@ -81,12 +127,12 @@ def test_merge_refuses_incomplete_or_foreign_shards(runner, tiny_model, tmp_path
                    "empty")
 
 
-def test_xargs_parallel_shards_with_the_installed_script(tiny_model, tmp_path, job):
+def test_xargs_parallel_shards_with_the_installed_script(tiny_model, tmp_path, big_job):
     """Three `convae` processes at once under `xargs -P 3`, then `convae merge`: same bytes as one process."""
     convae = convae_script()
     assert shutil.which("xargs")
     cmd = [
-        "xargs", "-P", "3", "-I", "K", convae, "compress", str(job), str(tmp_path / "part-K.npy"),
+        "xargs", "-P", "3", "-I", "K", convae, "compress", str(big_job), str(tmp_path / "part-K.npy"),
         "--shard", "K/3", "--model", str(tiny_model), "-q",
     ]
     r = subprocess.run(cmd, input="1\n2\n3\n", capture_output=True, text=True, timeout=600)
@@ -96,8 +142,8 @@ def test_xargs_parallel_shards_with_the_installed_script(tiny_model, tmp_path, j
                        timeout=300)
     assert r.returncode == 0, r.stderr
     single = tmp_path / "single.npy"
-    r = subprocess.run([convae, "compress", str(job), str(single), "--model", str(tiny_model), "--json"],
+    r = subprocess.run([convae, "compress", str(big_job), str(single), "--model", str(tiny_model), "--json"],
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and json.loads(r.stdout)["images"] == 25
+    assert r.returncode == 0 and json.loads(r.stdout)["images"] == 202
     assert (tmp_path / "all.npy").read_bytes() == single.read_bytes()
     assert (tmp_path / "all.json").read_bytes() == single.with_suffix(".json").read_bytes()
