@@ -1,9 +1,10 @@
 """The rate-distortion report (``convae eval --rd``, ``nox -s rd``).
 
-Fashion-MNIST test set: every shipped ``fm-*`` variant (and ``seed``) through the real compress/decompress
-path (bits from the .npy plus its manifest), JPEG/WebP/AVIF one file per image and as one
+Fashion-MNIST test set: every shipped ``fm-*`` and ``fmh-*`` variant (and ``seed``) through the real
+compress/decompress path (bits from the .npy plus its manifest), JPEG/WebP/AVIF one file per image and as one
 mosaic of all images, PNG (lossless size) and PCA at 8 bits. Photos (BSDS500/val, never trained
-on): the shipped ``photo-*`` variants against JPEG/WebP/AVIF per image, in grayscale and RGB.
+on): the shipped ``photo-*`` and ``photoh-*`` variants against JPEG/WebP/AVIF per image, in grayscale
+and RGB.
 
 Writes one JSON per codec in CompressAI's results schema under ``OUT/DATASET/``, ``summary.json``
 (all points and Bjøntegaard deltas), ``summary.md`` (the same as Markdown tables) and ``rd.png``.
@@ -88,11 +89,12 @@ def classical(report: Report, qualities: dict[str, list[int]], tiled: bool) -> N
 
 def convae_family(report: Report, name: str, models: list[str], folder: Path, work: Path) -> None:
     """Variants ``models`` through compress + decompress of ``folder`` (one point each)."""
+    from convae.format import VERSION
     from convae.zoo import load_model
 
     shas = [load_model(m).sha256 for m in models]
     report.measure(name, "convae: compress to .npy + manifest, decompress to PNG; bpp counts both files",
-                   {"models": models, "sha256": shas},
+                   {"models": models, "sha256": shas, "format_version": VERSION},
                    lambda: [codec_point(m, folder, report.images, work) for m in models])
 
 
@@ -153,8 +155,9 @@ def run_fashion(fashion: Path, out: Path, limit: int | None, quick: bool, famili
     return report
 
 
-def run_photos(photos: Path, out: Path, limit: int | None, quick: bool, models: list[str], log: Log) -> list[Report]:
-    """Grayscale and RGB reports on a folder of photographs (BSDS500/val)."""
+def run_photos(photos: Path, out: Path, limit: int | None, quick: bool, families: dict[str, list[str]],
+               log: Log) -> list[Report]:
+    """Grayscale and RGB reports on a folder of photographs (BSDS500/val; ``families``: codec name -> models)."""
     _, files = find_images([photos])
     files = files[:limit]
     reports = []
@@ -164,10 +167,12 @@ def run_photos(photos: Path, out: Path, limit: int | None, quick: bool, models: 
         for codec, qs in (QUICK_QUALITIES if quick else QUALITIES).items():
             report.measure(codec, f"Pillow {codec.upper()}, one file per image", {"qualities": qs},
                            lambda c=codec, qs=qs, im=images: [per_image(im, c, q) for q in qs])
-        if models:
-            work = out / "work" / f"photos-{tag}"
+        work = out / "work" / f"photos-{tag}"
+        if any(families.values()):
             _write_pngs(images, work / "images")
-            convae_family(report, "convae-photo", models, work / "images", work)
+        for name, models in families.items():
+            if models:
+                convae_family(report, name, models, work / "images", work)
         reports.append(report)
     return reports
 
@@ -226,13 +231,15 @@ def run_rd(out: Path, fashion: Path | None, photos: Path | None, limit: int | No
     out.mkdir(parents=True, exist_ok=True)
     reports: list[Report] = []
     if fashion is not None:
-        families = {"convae-fm": shipped("fm-*"), "convae-seed": shipped("seed")}
+        families = {"convae-fm": shipped("fm-*"), "convae-fmh": shipped("fmh-*"), "convae-seed": shipped("seed")}
         if fm_models is not None:
             families = {"convae-fm": fm_models}
         reports.append(run_fashion(fashion, out, limit, quick, families, log))
     if photos is not None:
-        models = shipped("photo-*") if photo_models is None else photo_models
-        reports += run_photos(photos, out, limit, quick, models, log)
+        photo_families = {"convae-photo": shipped("photo-*"), "convae-photoh": shipped("photoh-*")}
+        if photo_models is not None:
+            photo_families = {"convae-photo": photo_models}
+        reports += run_photos(photos, out, limit, quick, photo_families, log)
     summary = {
         "convae": __version__,
         "quick": quick,

@@ -32,7 +32,7 @@ run() {  # run OUT MODEL ARGS...: train MODEL into $RUNS/OUT.safetensors, record
 
 want() { [[ $# -eq 0 ]] || [[ " $* " == *" $NAME "* ]]; }
 
-for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3 fmh-q2 fmh-q4 fmh-q1 photo-e8 photo-e38 photo-q2; do
+for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3 fmh-q2 fmh-q4 fmh-q1 fmh-q5 photo-e8 photo-e38 photo-q2 photoh-q2 photoh-q1 photoh-q3; do
   want "$@" || continue
   case $NAME in
     # The blog's model with the fast recipe (one-cycle, Adam beta2 0.9) at 5 epochs to 3e-2, one thread.
@@ -49,8 +49,10 @@ for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3 fmh-q2 fmh-q
     fm-q4) run fm-q4 fm-q4 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
     # Hyperprior models: transforms warm-started from the factorized model of the same rate (the side
     # networks start fresh), one thread each so they can run beside other work.
-    fmh-q[1-4]) run "$NAME" "$NAME" --data "$FM" --epochs "${FMH_EPOCHS:-8}" --batch-size 64 --lr 1e-3 --threads 1 \
+    fmh-q[1-4]) run "$NAME" "$NAME" --data "$FM" --epochs "${FMH_EPOCHS:-10}" --batch-size 64 --lr 1e-3 --threads 1 \
       --init "convae/weights/fm-${NAME#fmh-}.safetensors" ;;
+    fmh-q5) run fmh-q5 fmh-q5 --data "$FM" --epochs "${FMH_EPOCHS:-10}" --batch-size 64 --lr 1e-3 --threads 1 \
+      --init convae/weights/fm-q4.safetensors ;;
     # Photos: random 64x64 crops of 573 images; 8 epochs from scratch, then 30 and 150 more at batch 16
     # (the recorded first stage wrote photo-q2.safetensors, renamed photo-e8).
     photo-e8) run photo-e8 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 8 --batch-size 8 \
@@ -59,5 +61,9 @@ for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3 fmh-q2 fmh-q
       --batch-size 16 --lr 1e-3 --init "$RUNS/photo-e8.safetensors" --meta "data_terms=$PHOTO_TERMS" ;;
     photo-q2) run photo-q2 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 150 \
       --batch-size 16 --lr 1e-3 --init "$RUNS/photo-e38.safetensors" --meta "data_terms=$PHOTO_TERMS" ;;
+    # Photo hyperprior models: transforms warm-started from the shipped photo-q2, 128x128 crops, one thread.
+    photoh-q[1-3]) run "$NAME" "$NAME" --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 \
+      --epochs "${PHOTOH_EPOCHS:-40}" --batch-size 8 --lr 1e-3 --threads 1 --init convae/weights/photo-q2.safetensors \
+      --meta "data_terms=$PHOTO_TERMS" ;;
   esac
 done

@@ -23,7 +23,7 @@ TINY = {"n": 8, "m": 4, "hyper": 8, "z_channels": 4}
 
 def test_variants_are_registered():
     names = list_models("fmh-q*")
-    assert names == ["fmh-q1", "fmh-q2", "fmh-q3", "fmh-q4"]
+    assert names == ["fmh-q1", "fmh-q2", "fmh-q3", "fmh-q4", "fmh-q5"]
     lambdas = [create_model(n).lmbda for n in names]
     assert lambdas == sorted(lambdas)
 
@@ -135,5 +135,30 @@ def test_warm_start_lends_matching_transforms_only(tmp_path):
     assert record["init_variant"] == "factorized" and int(record["init_tensors"]) > 0
     assert torch.equal(net.encoder[0].weight, donor.encoder[0].weight)
     assert torch.equal(net.decoder[0].weight, donor.decoder[0].weight)
-    with pytest.raises(WeightsError, match="no tensor of .factorized. matches"):
+    with pytest.raises(WeightsError, match=r"no tensor of 'factorized' matches"):
         warm_start(create_model("seed"), path)
+
+
+def test_codec_round_trip_through_compress_and_decompress(tiny_hyper, tmp_path):
+    from PIL import Image
+
+    from convae.codec import compress, decompress
+
+    src = tmp_path / "in"
+    write_pngs(src / "a", make_images(70, size=28, seed=8))  # two chunks of one size
+    write_pngs(src / "b", make_images(3, size=30, seed=9))  # padded to the stride and cropped back
+    first = compress([src], tmp_path / "a.npy", model=str(tiny_hyper))
+    compress([src], tmp_path / "b.npy", model=str(tiny_hyper))
+    assert first.extra["coding"] == "ans" and first.images == 73
+    assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
+    decompress(tmp_path / "a.npy", tmp_path / "out", model=str(tiny_hyper))
+    net = load_model(str(tiny_hyper)).model
+    for folder, size, seed in (("a", 28, 8), ("b", 30, 9)):
+        imgs = make_images(3, size=size, seed=seed)
+        for i, a in enumerate(imgs):
+            got = np.asarray(Image.open(tmp_path / "out" / folder / f"img{i:04d}.png"))
+            pad = -size % net.stride
+            x = torch.nn.functional.pad(torch.from_numpy(a).float().div(255)[None, None], (0, pad, 0, pad),
+                                        mode="replicate")
+            want = net.reconstruct(x)[0, 0, :size, :size].mul(255).round().clamp(0, 255).to(torch.uint8).numpy()
+            assert np.array_equal(got, want)

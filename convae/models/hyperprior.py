@@ -1,4 +1,4 @@
-"""``fmh-q*``: GDN codecs with a mean-scale hyperprior (Ballé et al. 2018; Minnen et al. 2018).
+"""``fmh-q*`` and ``photoh-q*``: GDN codecs with a mean-scale hyperprior (Ballé et al. 2018; Minnen et al. 2018).
 
 Side information ``z = round(h_a(y))`` is coded with a factorized prior; the hyper-synthesis
 ``h_s(z)`` predicts a mean and a log-scale for every latent, and each latent is coded with a
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from convae.models.factorized import FM
+from convae.models.factorized import FM, PHOTO
 from convae.models.learned import LearnedCodec, register_family
 from convae.models.prior import FactorizedPrior
 from convae.quantize import INTEGER, Quantizer
@@ -181,8 +181,10 @@ def gaussian_tables(radius: int) -> Tensor:
     return torch.floor((upper - lower).clamp_min(0) * 2**16).to(torch.int64) + 1
 
 
-FMH_LAMBDAS = {"fmh-q1": 0.0006, "fmh-q2": 0.0015, "fmh-q3": 0.005, "fmh-q4": 0.02}
+FMH_LAMBDAS = {"fmh-q1": 0.0006, "fmh-q2": 0.0015, "fmh-q3": 0.005, "fmh-q4": 0.02, "fmh-q5": 0.06}
 FMH = {**FM, "hyper": 48, "z_channels": 16}
+PHOTOH_LAMBDAS = {"photoh-q1": 0.003, "photoh-q2": 0.01, "photoh-q3": 0.03}
+PHOTOH = {**PHOTO, "hyper": 64, "z_channels": 24}
 
 register_family(HyperpriorAutoencoder, "hyperprior",
                 "GDN + mean-scale hyperprior, untrained template (set in_channels, n, m, depth, lmbda, hyper, "
@@ -190,3 +192,6 @@ register_family(HyperpriorAutoencoder, "hyperprior",
 for _name, _lmbda in FMH_LAMBDAS.items():
     register_family(HyperpriorAutoencoder, _name,
                     f"Fashion-MNIST, 7x7x32 latents, mean-scale hyperprior, lambda {_lmbda}", **FMH, lmbda=_lmbda)
+for _name, _lmbda in PHOTOH_LAMBDAS.items():
+    register_family(HyperpriorAutoencoder, _name,
+                    f"RGB photos of any size, stride 8, mean-scale hyperprior, lambda {_lmbda}", **PHOTOH, lmbda=_lmbda)
