@@ -57,9 +57,9 @@ def train_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory, train_folder: Path) -> Path:
-    """A `seed` model trained for 2 epochs on the generated images (weights path)."""
+def train_tiny(out: Path, data: Path, variant: str, epochs: int = 1, batch_size: int = 32, lr: float | None = None,
+               **config: object) -> Path:
+    """Train ``variant`` (``config``) from seed 0 on the images in ``data``, fast recipe; returns the weights path."""
     from convae.registry import create_model
 
     from convae.data import load_dataset
@@ -67,10 +67,16 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, train_folder: Path) -> 
     from convae.train import train
 
     torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    recipe = RECIPES["fast"].override(epochs=2, batch_size=32)
-    train(create_model("seed"), load_dataset(str(train_folder), 1), out, recipe)
+    net = create_model(variant, **config)
+    train(net, load_dataset(str(data), net.in_channels), out,
+          RECIPES["fast"].override(epochs=epochs, batch_size=batch_size, lr=lr))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, train_folder: Path) -> Path:
+    """A `seed` model trained for 2 epochs on the generated images (weights path)."""
+    return train_tiny(tmp_path_factory.mktemp("model") / "tiny.safetensors", train_folder, "seed", epochs=2)
 
 
 @pytest.fixture

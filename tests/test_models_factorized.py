@@ -16,7 +16,7 @@ from convae.quantize import INTEGER
 from convae.recipes import RECIPES
 from convae.train import train
 from convae.zoo import DEFAULT_MODEL, load_model, shipped_weights
-from tests.conftest import make_images, write_pngs
+from tests.conftest import make_images, train_tiny, write_pngs
 
 TINY = {"n": 8, "m": 4}
 
@@ -71,10 +71,7 @@ def tiny_factorized(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("fz-train")
     write_pngs(folder, make_images(128, seed=5))
     out = tmp_path_factory.mktemp("fz-model") / "fz.safetensors"
-    torch.manual_seed(0)
-    net = create_model("factorized", **TINY, lmbda=0.01)
-    train(net, load_dataset(str(folder), 1), out, RECIPES["fast"].override(epochs=1, batch_size=32, lr=3e-3))
-    return out
+    return train_tiny(out, folder, "factorized", lr=3e-3, **TINY, lmbda=0.01)
 
 
 def test_entropy_coded_round_trip_is_bit_exact(tiny_factorized, tmp_path):

@@ -9,14 +9,11 @@ import pytest
 import torch
 from convae.registry import create_model, list_models
 
-from convae.data import load_dataset
 from convae.errors import FormatError, WeightsError
 from convae.models.hyperprior import HyperpriorAutoencoder, gaussian_tables
-from convae.recipes import RECIPES
-from convae.train import train
 from convae.weightfile import save_weights
 from convae.zoo import load_model, warm_start
-from tests.conftest import make_images, write_pngs
+from tests.conftest import make_images, train_tiny, write_pngs
 
 TINY = {"n": 8, "m": 4, "hyper": 8, "z_channels": 4}
 
@@ -52,11 +49,8 @@ def tiny_hyper(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny hyperprior model trained for one epoch on generated images, calibrated and saved."""
     folder = tmp_path_factory.mktemp("hp-train")
     write_pngs(folder, make_images(128, seed=5))
-    out = tmp_path_factory.mktemp("hp-model") / "hp.safetensors"
-    torch.manual_seed(0)
-    net = create_model("hyperprior", **TINY, lmbda=0.01)
-    train(net, load_dataset(str(folder), 1), out, RECIPES["fast"].override(epochs=1, batch_size=32, lr=3e-3))
-    return out
+    return train_tiny(tmp_path_factory.mktemp("hp-model") / "hp.safetensors", folder, "hyperprior", lr=3e-3,
+                      **TINY, lmbda=0.01)
 
 
 def _symbols(net: HyperpriorAutoencoder, n: int, size: int, seed: int) -> list[np.ndarray]:
