@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from convae.cli.console import errors, fail, print_json, progress, stderr, stdout
@@ -27,6 +28,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout inst
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+BatchOpt = Annotated[int, typer.Option(help="Images per batch.")]
 
 
 def _version(value: bool) -> None:
@@ -178,7 +180,8 @@ def train_cmd(
             def on_epoch(rec: dict) -> None:
                 if show:
                     test = f"  test {rec['test_mse']:.5f}" if rec["test_mse"] is not None else ""
-                    stderr.print(f"epoch {rec['epoch']}/{chosen.epochs}  train {rec['train_mse']:.5f}{test}"
+                    rate = f"  bpp {rec['bpp']:.3f}" if "bpp" in rec else ""
+                    stderr.print(f"epoch {rec['epoch']}/{chosen.epochs}  train {rec['train_mse']:.5f}{test}{rate}"
                                  f"  {rec['images_per_s']:.0f} img/s")
 
             result = train(net, ds, out, chosen, seed=seed, crop=crop, resume=resume, force=force,
@@ -237,6 +240,16 @@ def eval_cmd(
             _table(f"eval {result['model']} on {data}", result)
 
 
+def _run_codec(title: str, run: Callable[..., Any], *args: Any, device: str, json_out: bool, quiet: bool,
+               **kwargs: Any) -> Any:
+    """Call ``codec.compress``/``codec.decompress`` under a progress bar, report its summary and return it."""
+    with progress(None, title, quiet) as bar:
+        summary = run(*args, device=_device(device), **kwargs,
+                      progress=lambda n, total: bar.update(bar.task_ids[0], advance=n, total=total))
+    _report(summary.as_dict(), title, json_out, quiet)
+    return summary
+
+
 @app.command("compress")
 def compress_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders, then OUT.npy.")],
@@ -246,7 +259,7 @@ def compress_cmd(
     shard: Annotated[str | None, typer.Option(help="K/N: only the K-th of N slices of the input list.")] = None,
     on_error: Annotated[str, typer.Option(help="stop or skip unreadable inputs.")] = "stop",
     verify: Annotated[bool, typer.Option(help="Also report PSNR/SSIM of the reconstructions.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 256,
+    batch_size: BatchOpt = 256,
     device: DeviceOpt = "cpu",
     force: ForceOpt = False,
     json_out: JsonOpt = False,
@@ -263,11 +276,9 @@ def compress_cmd(
         from convae.codec import compress, parse_shard
 
         k_n = parse_shard(shard)
-        with progress(None, "compress", quiet) as bar:
-            summary = compress(inputs, out, model=model, bits=bits, raw=raw, shard=k_n, on_error=on_error,
-                               force=force, verify=verify, batch_size=batch_size, device=_device(device),
-                               progress=lambda n, total: bar.update(bar.task_ids[0], advance=n, total=total))
-        _report(summary.as_dict(), "compress", json_out, quiet)
+        summary = _run_codec("compress", compress, inputs, out, model=model, bits=bits, raw=raw, shard=k_n,
+                             on_error=on_error, force=force, verify=verify, batch_size=batch_size, device=device,
+                             json_out=json_out, quiet=quiet)
         if summary.skipped:
             raise typer.Exit(1)
 
@@ -277,7 +288,7 @@ def decompress_cmd(
     codes: Annotated[Path, typer.Argument(help="The .npy codes file (its .json manifest beside it).")],
     out_dir: Annotated[Path, typer.Argument(help="Folder for the PNGs.")],
     model: ModelOpt = None,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 256,
+    batch_size: BatchOpt = 256,
     device: DeviceOpt = "cpu",
     force: ForceOpt = False,
     json_out: JsonOpt = False,
@@ -290,11 +301,8 @@ def decompress_cmd(
     with errors():
         from convae.codec import decompress
 
-        with progress(None, "decompress", quiet) as bar:
-            summary = decompress(codes, out_dir, model=model, force=force, batch_size=batch_size,
-                                 device=_device(device),
-                                 progress=lambda n, total: bar.update(bar.task_ids[0], advance=n, total=total))
-        _report(summary.as_dict(), "decompress", json_out, quiet)
+        _run_codec("decompress", decompress, codes, out_dir, model=model, force=force, batch_size=batch_size,
+                   device=device, json_out=json_out, quiet=quiet)
 
 
 @app.command("info")

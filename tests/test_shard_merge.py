@@ -48,6 +48,19 @@ def _compress_shards(runner, src: Path, out: Path, model: Path, n: int, *extra: 
     return parts
 
 
+def _manifest(codes: Path) -> dict:
+    return json.loads(codes.with_suffix(".json").read_text())
+
+
+def _single_and_shards(runner, src: Path, out: Path, model: Path, counts: list[int], *extra: str):
+    """`src` compressed whole into OUT/single.npy and in len(counts) shards, checking each shard's image count."""
+    single = out / "single.npy"
+    ok(invoke(runner, "compress", src, single, "--model", model, "-q", *extra))
+    parts = _compress_shards(runner, src, out, model, len(counts), *extra)
+    assert [_manifest(p)["images"]["count"] for p in parts] == counts
+    return single, parts
+
+
 @pytest.mark.parametrize(("count", "n"), [(1, 1), (25, 3), (191, 3), (192, 3), (202, 3), (10_000, 7), (640, 10)])
 def test_shard_slices_cover_the_job_and_cut_at_chunks(count, n):
     slices = [shard_slice(count, (k, n)) for k in range(1, n + 1)]
@@ -63,17 +76,13 @@ def test_merged_shards_decode_as_single_run(runner, tiny_model, tmp_path, job, e
     if extra:  # --raw keeps no transparency: a job of opaque images, one size, so the codes are (N, C, h, w)
         shutil.rmtree(job)
         write_pngs(job, make_images(25, seed=13))
-    single = tmp_path / "single.npy"
-    ok(invoke(runner, "compress", job, single, "--model", tiny_model, "-q", *extra))
-    parts = _compress_shards(runner, job, tmp_path, tiny_model, 3, *extra)
-    counts = [json.loads(p.with_suffix(".json").read_text())["images"]["count"] for p in parts]
-    assert counts == [8, 8, 9]
+    single, parts = _single_and_shards(runner, job, tmp_path, tiny_model, [8, 8, 9], *extra)
     merged = tmp_path / "merged.npy"
     r = invoke(runner, "merge", parts[2], parts[0], parts[1], merged, "--json")  # any order
     ok(r)
     assert json.loads(r.stdout)["images"] == 25
-    chunks = [c for p in parts for c in json.loads(p.with_suffix(".json").read_text())["images"]["chunks"]]
-    assert json.loads(merged.with_suffix(".json").read_text())["images"]["chunks"] == chunks
+    chunks = [c for p in parts for c in _manifest(p)["images"]["chunks"]]
+    assert _manifest(merged)["images"]["chunks"] == chunks
     if extra:  # raw chunks are the symbols back to back: the codes are the same, only the chunk list differs
         assert merged.read_bytes() == single.read_bytes()
     ok(invoke(runner, "decompress", single, tmp_path / "r1", "--model", tiny_model, "-q"))
@@ -86,16 +95,12 @@ def test_chunk_aligned_shards_merge_byte_identical(runner, tiny_model, tmp_path,
     if extra:  # --raw keeps no transparency
         shutil.rmtree(big_job / "modes")
         write_pngs(big_job / "modes", make_images(8, size=12, seed=17))
-    single = tmp_path / "single.npy"
-    ok(invoke(runner, "compress", big_job, single, "--model", tiny_model, "-q", *extra))
-    parts = _compress_shards(runner, big_job, tmp_path, tiny_model, 3, *extra)
-    counts = [json.loads(p.with_suffix(".json").read_text())["images"]["count"] for p in parts]
-    assert counts == [64, 64, 74]
+    single, parts = _single_and_shards(runner, big_job, tmp_path, tiny_model, [64, 64, 74], *extra)
     merged = tmp_path / "merged.npy"
     ok(invoke(runner, "merge", *parts, merged, "-q"))
     assert merged.read_bytes() == single.read_bytes()
     assert merged.with_suffix(".json").read_bytes() == single.with_suffix(".json").read_bytes()
-    images = json.loads(single.with_suffix(".json").read_text())["images"]
+    images = _manifest(single)["images"]
     assert [c[0] for c in images["chunks"]] == [64, 56, 8, 62, 2, 6, 4]  # sizes change at 120, 190, 198; 64k cuts
     ok(invoke(runner, "decompress", merged, tmp_path / "r", "--model", tiny_model, "-q"))
     assert len(snapshot(tmp_path / "r")) == 202
