@@ -166,7 +166,8 @@ def _epochs(net: Autoencoder, ddp: torch.nn.Module, data: Dataset, optimizer: to
         gen.manual_seed(seed * 100003 + epoch * 1009 + rank)
         order = torch.tensor(list(sampler))
         t0 = time.perf_counter()
-        loss_sum, seen = 0.0, 0
+        sums: dict[str, float] = {"mse": 0.0}  # per-image sums of the loss terms
+        seen = 0
         for step in range(0, len(order), local_batch):
             idx = order[step : step + local_batch]
             x = data.train.batch(idx, crop, gen).to(device, non_blocking=True)
@@ -181,19 +182,20 @@ def _epochs(net: Autoencoder, ddp: torch.nn.Module, data: Dataset, optimizer: to
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            loss_sum += terms["mse"] * len(idx)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v * len(idx)
             seen += len(idx)
             if on_step and rank == 0:
-                on_step(len(idx) * world, loss_sum / seen)
+                on_step(len(idx) * world, sums["mse"] / seen)
         seconds = time.perf_counter() - t0
         record = {
             "epoch": epoch + 1,
-            "train_mse": _global_mean(loss_sum, seen),
+            "train_mse": _global_mean(sums["mse"], seen),
             "test_mse": mean_mse(net, data.test, crop=crop) if data.test is not None else None,
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": round(seconds, 3),
             "images_per_s": round(seen * world / seconds, 1),
-            **{k: v for k, v in terms.items() if k != "mse"},
+            **{k: _global_mean(v, seen) for k, v in sums.items() if k != "mse"},  # epoch means (e.g. bpp)
         }
         state = {"epoch": epoch + 1, "history": [*state["history"], record], "seconds": state["seconds"] + seconds}
         if rank == 0:
