@@ -254,6 +254,8 @@ def _run_codec(title: str, run: Callable[..., Any], *args: Any, device: str, jso
 def compress_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders, then OUT.npy.")],
     model: ModelOpt = None,
+    quality: Annotated[int | None, typer.Option("--quality", "-Q", help="Rate of the model's family: N picks "
+                                                "NAME-qN (higher = better quality, more bytes).")] = None,
     bits: Annotated[int | None, typer.Option(help="Quantisation bits (default: the model's).")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Store plain integer latents, no entropy coding.")] = False,
     shard: Annotated[str | None, typer.Option(help="K/N: only the K-th of N slices of the input list.")] = None,
@@ -267,15 +269,18 @@ def compress_cmd(
 ) -> None:
     """Compress images into OUT.npy (codes) and OUT.json (manifest).
 
-    Example: [bold]convae compress images/ out.npy[/]
+    Example: [bold]convae compress images/ out.npy --quality 3[/]
     """
     if len(paths) < 2:
         raise fail("give at least one input and the output: convae compress INPUT... OUT.npy", 2)
     *inputs, out = paths
     with errors():
         from convae.codec import compress, parse_shard
+        from convae.zoo import with_quality
 
         k_n = parse_shard(shard)
+        if quality is not None:
+            model = with_quality(model, quality)
         summary = _run_codec("compress", compress, inputs, out, model=model, bits=bits, raw=raw, shard=k_n,
                              on_error=on_error, force=force, verify=verify, batch_size=batch_size, device=device,
                              json_out=json_out, quiet=quiet)

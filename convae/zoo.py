@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import torch
 
-from convae.errors import WeightsError
+from convae.errors import UsageError, WeightsError
 from convae.models.base import Autoencoder
-from convae.registry import create_model, get_spec
+from convae.registry import create_model, get_spec, list_models
 from convae.weightfile import read_weights
 
 DEFAULT_MODEL = "photo-q2"
@@ -34,6 +35,23 @@ def shipped_weights(name: str) -> Path | None:
         return None
     path = Path(str(resources.files("convae") / "weights" / spec.pretrained))
     return path if path.is_file() else None
+
+
+def with_quality(name: str | None, quality: int) -> str:
+    """The shipped variant of ``name``'s family (the default model's if None) at rate ``quality``.
+
+    ``with_quality("fmh-q2", 4) == "fmh-q4"``; a family without that rate raises ``UsageError`` naming its rates.
+    """
+    name = name or DEFAULT_MODEL
+    if is_weights_path(name):
+        raise UsageError("--quality picks a shipped variant by name; it does not apply to a weights file")
+    family = re.fullmatch(r"(.+)-q\d+", get_spec(name).name)
+    if family is None:
+        raise UsageError(f"--quality: {name!r} has one rate only (no -qN variants)")
+    rates = sorted(int(m.rsplit("-q", 1)[1]) for m in list_models(f"{family[1]}-q*") if shipped_weights(m))
+    if quality not in rates:
+        raise UsageError(f"--quality {quality}: {family[1]} ships qualities {', '.join(map(str, rates))}")
+    return f"{family[1]}-q{quality}"
 
 
 def is_weights_path(name_or_path: str) -> bool:

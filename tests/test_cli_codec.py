@@ -277,3 +277,17 @@ def test_gray_images_through_an_rgb_model_keep_their_mode(runner, rgb_model, tmp
         assert (out.mode, out.size) == (want, (23, 19)), mode
         if "A" in mode:
             assert out.getchannel("A").tobytes() == Image.open(files[mode]).getchannel("A").tobytes()
+
+
+def test_quality_picks_the_rate_within_the_models_family(runner, tmp_path, image_folder):
+    out = tmp_path / "q.npy"
+    ok(invoke(runner, "compress", image_folder, out, "--model", "fm-q3", "--quality", "1", "-q"))
+    assert json.loads(out.with_suffix(".json").read_text())["model"]["variant"] == "fm-q1"
+    small, big = out.stat().st_size, tmp_path / "q4.npy"
+    ok(invoke(runner, "compress", image_folder, big, "--model", "fm-q1", "-Q", "4", "-q"))
+    assert big.stat().st_size > small
+    one_line_error(invoke(runner, "compress", image_folder, tmp_path / "x.npy", "--model", "fm-q1", "--quality", "9"),
+                   2, "qualities 1, 2, 3, 4")
+    one_line_error(invoke(runner, "compress", image_folder, tmp_path / "x.npy", "--model", "seed", "--quality", "1"),
+                   2, "one rate only")
+    assert not (tmp_path / "x.npy").exists()
