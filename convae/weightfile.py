@@ -60,3 +60,22 @@ def _metadata(data: bytes) -> dict[str, str]:
     n = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + n])
     return header.get("__metadata__", {}) or {}
+
+
+def save_half(src: Path, dst: Path) -> str:
+    """Copy weights ``src`` to ``dst`` with floating-point tensors stored as float16 (half the bytes).
+
+    Loading casts them back to the model's float32; the metadata records ``stored_dtype`` and the
+    sha256 of the float32 original. Returns the new file's sha256.
+    """
+    state, meta, sha = read_weights(src)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    overflow = [k for k, v in half.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if overflow:
+        raise WeightsError(f"{src}: {overflow[0]} does not fit float16")
+    data = save(half, metadata={**meta, "stored_dtype": "float16", "float32_sha256": sha})
+    with temp_path(dst) as tmp:
+        tmp.write_bytes(data)
+        commit(tmp, dst)
+    return hashlib.sha256(data).hexdigest()
+

@@ -156,3 +156,20 @@ def test_codec_round_trip_through_compress_and_decompress(tiny_hyper, tmp_path):
                                         mode="replicate")
             want = net.reconstruct(x)[0, 0, :size, :size].mul(255).round().clamp(0, 255).to(torch.uint8).numpy()
             assert np.array_equal(got, want)
+
+
+def test_float16_copy_codes_like_the_original(tiny_hyper, tmp_path):
+    from convae.weightfile import read_weights, save_half
+
+    half = tmp_path / "half.safetensors"
+    save_half(tiny_hyper, half)
+    state, meta, _ = read_weights(half)
+    assert meta["stored_dtype"] == "float16" and meta["float32_sha256"] == read_weights(tiny_hyper)[2]
+    assert state["encoder.0.weight"].dtype == torch.float16 and state["y_freqs"].dtype == torch.int64
+    assert half.stat().st_size < 0.75 * tiny_hyper.stat().st_size
+    net = load_model(str(half)).model
+    assert net.encoder[0].weight.dtype == torch.float32
+    symbols = _symbols(net, 5, 28, seed=4)
+    coder = net.entropy_coder(net.quantizer)
+    back = coder.decode(coder.encode(symbols), [s.shape for s in symbols])
+    assert all(np.array_equal(a, b) for a, b in zip(symbols, back, strict=True))

@@ -183,7 +183,7 @@ def gaussian_tables(radius: int) -> Tensor:
 
 FMH_LAMBDAS = {"fmh-q1": 0.0006, "fmh-q2": 0.0015, "fmh-q3": 0.005, "fmh-q4": 0.02, "fmh-q5": 0.06}
 FMH = {**FM, "hyper": 48, "z_channels": 16}
-PHOTOH_LAMBDAS = {"photoh-q1": 0.003, "photoh-q2": 0.01, "photoh-q3": 0.03}
+PHOTOH_LAMBDAS = {"photoh-q0": 0.001, "photoh-q1": 0.003, "photoh-q2": 0.01, "photoh-q3": 0.03}
 PHOTOH = {**PHOTO, "hyper": 64, "z_channels": 24}
 
 register_family(HyperpriorAutoencoder, "hyperprior",
