@@ -15,7 +15,7 @@ from convae.models.base import Autoencoder
 from convae.registry import create_model, get_spec, list_models
 from convae.weightfile import read_weights
 
-DEFAULT_MODEL = "photo-q2"
+DEFAULT_MODEL = "photoh-q2"
 
 
 @dataclass

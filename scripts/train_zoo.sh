@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Regenerate every shipped weight file (convae/weights/seed.safetensors, fm-q*, fmh-q*, photo-q*.safetensors).
+# Regenerate every shipped weight file (convae/weights/seed, fm-q*, fmh-q*, photo-q*, photoh-q*.safetensors).
 #
 # Usage: scripts/train_zoo.sh [STEP...]   (default: all steps, in the order below; later fm steps start from earlier ones)
 # Env:   DATA (default ../shared/data), RUNS (default runs/zoo), CONVAE (default: convae on PATH),
-#        SHIP=1 to copy each finished file into convae/weights/.
+#        SHIP=1 to copy each finished file into convae/weights/ (hyperprior variants as float16, with PYTHON,
+#        default python3, the interpreter convae is installed in).
 # Each run records its command line, seed, data set, recipe, training seconds and the weights it started
 # from in the safetensors metadata (see `convae train --meta/--init`). Recorded runs: 2 shared CPU cores.
 # Caveat: the "fast" recipe changed while the shipped files were trained (commit 17253e3: Adam beta2 0.9 and
 # no momentum cycling). fm-pre-e1, fm-pre-e3, fm-q3, fm-q2 and photo-q2 ran with the earlier loop (Adam betas
 # (0.9, 0.999), one-cycle momentum cycling; their metadata recipe has no "betas"); fm-q1 and fm-q4 with the
 # later one (metadata "betas": [0.9, 0.9]). A rerun today uses the later loop throughout, so it makes
-# similar, not identical, weights.
+# similar, not identical, weights. The hyperprior steps (fmh-*, photoh-*) start from the factorized files in
+# convae/weights/ (the shipped ones unless SHIP=1 replaced them) and record their sha256 (init_sha256).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
@@ -27,12 +29,18 @@ run() {  # run OUT MODEL ARGS...: train MODEL into $RUNS/OUT.safetensors, record
   local cmd=("$CONVAE" train --model "$model" --out "$RUNS/$out.safetensors" --seed 0 --force "$@")
   echo "+ ${cmd[*]}" >&2
   "${cmd[@]}" --meta "command=scripts/train_zoo.sh $out: ${cmd[*]}"
-  if [[ ${SHIP:-0} == 1 && $out == "$model" ]]; then cp "$RUNS/$out.safetensors" "convae/weights/$out.safetensors"; fi
+  if [[ ${SHIP:-0} == 1 && $out == "$model" ]]; then
+    case $out in  # hyperprior variants ship as float16 (see scripts/half_weights.py)
+      fmh-*|photoh-*) "${PYTHON:-python3}" scripts/half_weights.py "$RUNS/$out.safetensors" "convae/weights/$out.safetensors" ;;
+      *) cp "$RUNS/$out.safetensors" "convae/weights/$out.safetensors" ;;
+    esac
+  fi
 }
 
 want() { [[ $# -eq 0 ]] || [[ " $* " == *" $NAME "* ]]; }
 
-for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3 fmh-q2 fmh-q4 fmh-q1 fmh-q5 photo-e8 photo-e38 photo-q2 photoh-q2 photoh-q1 photoh-q3; do
+for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1 fmh-q4-r1 fmh-q1-r1 fmh-q5-r1 fmh-q3 fmh-q2 fmh-q4 fmh-q1 fmh-q5 \
+    photo-e8 photo-e38 photo-q2 photoh-q2-r1 photoh-q1-r1 photoh-q3-r1 photoh-q2 photoh-q1 photoh-q3 photoh-q0; do
   want "$@" || continue
   case $NAME in
     # The blog's model with the fast recipe (one-cycle, Adam beta2 0.9) at 5 epochs to 3e-2, one thread.
@@ -47,12 +55,16 @@ for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3 fmh-q2 fmh-q
     fm-q2) run fm-q2 fm-q2 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
     fm-q1) run fm-q1 fm-q1 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q2.safetensors" ;;
     fm-q4) run fm-q4 fm-q4 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
-    # Hyperprior models: transforms warm-started from the factorized model of the same rate (the side
-    # networks start fresh), one thread each so they can run beside other work.
-    fmh-q[1-4]) run "$NAME" "$NAME" --data "$FM" --epochs "${FMH_EPOCHS:-10}" --batch-size 64 --lr 1e-3 --threads 1 \
-      --init "convae/weights/fm-${NAME#fmh-}.safetensors" ;;
-    fmh-q5) run fmh-q5 fmh-q5 --data "$FM" --epochs "${FMH_EPOCHS:-10}" --batch-size 64 --lr 1e-3 --threads 1 \
+    # Hyperprior models, two rounds on one thread each: 10 epochs with the transforms warm-started from the
+    # shipped factorized model of the same rate (fm-q4 for fmh-q5; the side networks start fresh), then
+    # FMH_EPOCHS more at half the learning rate. (The recorded first rounds wrote fmh-qN.safetensors,
+    # renamed fmh-qN-r1.)
+    fmh-q[1-4]-r1) K=${NAME%-r1}; run "$NAME" "$K" --data "$FM" --epochs 10 --batch-size 64 --lr 1e-3 --threads 1 \
+      --init "convae/weights/fm-${K#fmh-}.safetensors" ;;
+    fmh-q5-r1) run "$NAME" fmh-q5 --data "$FM" --epochs 10 --batch-size 64 --lr 1e-3 --threads 1 \
       --init convae/weights/fm-q4.safetensors ;;
+    fmh-q[1-5]) run "$NAME" "$NAME" --data "$FM" --epochs "${FMH_EPOCHS:-5}" --batch-size 64 --lr 5e-4 --threads 1 \
+      --init "$RUNS/$NAME-r1.safetensors" ;;
     # Photos: random 64x64 crops of 573 images; 8 epochs from scratch, then 30 and 150 more at batch 16
     # (the recorded first stage wrote photo-q2.safetensors, renamed photo-e8).
     photo-e8) run photo-e8 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 8 --batch-size 8 \
@@ -61,9 +73,16 @@ for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3 fmh-q2 fmh-q
       --batch-size 16 --lr 1e-3 --init "$RUNS/photo-e8.safetensors" --meta "data_terms=$PHOTO_TERMS" ;;
     photo-q2) run photo-q2 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 150 \
       --batch-size 16 --lr 1e-3 --init "$RUNS/photo-e38.safetensors" --meta "data_terms=$PHOTO_TERMS" ;;
-    # Photo hyperprior models: transforms warm-started from the shipped photo-q2, 128x128 crops, one thread.
+    # Photo hyperprior models, two rounds on one thread each, 128x128 crops: 40 epochs with the transforms
+    # warm-started from the shipped photo-q2, then PHOTOH_EPOCHS more at half the learning rate. (The
+    # recorded first rounds wrote photoh-qN.safetensors, renamed photoh-qN-r1.)
+    photoh-q[1-3]-r1) run "$NAME" "${NAME%-r1}" --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 --epochs 40 \
+      --batch-size 8 --lr 1e-3 --threads 1 --init convae/weights/photo-q2.safetensors --meta "data_terms=$PHOTO_TERMS" ;;
     photoh-q[1-3]) run "$NAME" "$NAME" --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 \
-      --epochs "${PHOTOH_EPOCHS:-40}" --batch-size 8 --lr 1e-3 --threads 1 --init convae/weights/photo-q2.safetensors \
+      --epochs "${PHOTOH_EPOCHS:-50}" --batch-size 8 --lr 5e-4 --threads 1 --init "$RUNS/$NAME-r1.safetensors" \
       --meta "data_terms=$PHOTO_TERMS" ;;
+    # The lowest photo rate, added last: one round of 60 epochs from photo-q2.
+    photoh-q0) run photoh-q0 photoh-q0 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 --epochs 60 --batch-size 8 \
+      --lr 1e-3 --threads 1 --init convae/weights/photo-q2.safetensors --meta "data_terms=$PHOTO_TERMS" ;;
   esac
 done

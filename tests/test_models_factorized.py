@@ -15,7 +15,7 @@ from convae.data import load_dataset
 from convae.quantize import INTEGER
 from convae.recipes import RECIPES
 from convae.train import train
-from convae.zoo import DEFAULT_MODEL, load_model, shipped_weights
+from convae.zoo import load_model
 from tests.conftest import make_images, train_tiny, write_pngs
 
 TINY = {"n": 8, "m": 4}
@@ -111,19 +111,3 @@ def test_rgb_model_codes_grayscale_photos(tmp_path):
     decompress(tmp_path / "g.npy", tmp_path / "g-out", model=str(weights))
     with Image.open(tmp_path / "g-out" / "img0000.png") as img:
         assert img.mode == "L" and img.size == (20, 20)
-
-
-@pytest.mark.skipif(shipped_weights(DEFAULT_MODEL) is None, reason=f"{DEFAULT_MODEL} weights are not shipped")
-def test_default_model_codes_any_size_rgb_and_gray_photos(runner, tmp_path):
-    from convae.cli.app import app
-
-    src = tmp_path / "photos"
-    src.mkdir()
-    blobs = make_images(3, size=45, seed=11)
-    Image.fromarray(np.stack(blobs, axis=-1)[:37]).save(src / "rgb.png")
-    Image.fromarray(blobs[0][:, :29]).save(src / "gray.png")
-    assert runner.invoke(app, ["compress", str(src), str(tmp_path / "c.npy"), "--quiet"]).exit_code == 0
-    assert runner.invoke(app, ["decompress", str(tmp_path / "c.npy"), str(tmp_path / "out"), "--quiet"]).exit_code == 0
-    with Image.open(tmp_path / "out" / "rgb.png") as rgb, Image.open(tmp_path / "out" / "gray.png") as gray:
-        assert (rgb.mode, rgb.size) == ("RGB", (45, 37))
-        assert (gray.mode, gray.size) == ("L", (29, 45))

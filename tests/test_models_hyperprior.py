@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 from convae.registry import create_model, list_models
+from PIL import Image
 
 from convae.errors import FormatError, WeightsError
 from convae.models.hyperprior import HyperpriorAutoencoder, gaussian_tables
 from convae.weightfile import save_weights
-from convae.zoo import load_model, warm_start
+from convae.zoo import DEFAULT_MODEL, load_model, shipped_weights, warm_start
 from tests.conftest import make_images, train_tiny, write_pngs
 
 TINY = {"n": 8, "m": 4, "hyper": 8, "z_channels": 4}
@@ -21,6 +22,8 @@ TINY = {"n": 8, "m": 4, "hyper": 8, "z_channels": 4}
 def test_variants_are_registered():
     names = list_models("fmh-q*")
     assert names == ["fmh-q1", "fmh-q2", "fmh-q3", "fmh-q4", "fmh-q5"]
+    assert list_models("photoh-*") == ["photoh-q0", "photoh-q1", "photoh-q2", "photoh-q3"]
+    assert DEFAULT_MODEL == "photoh-q2" and create_model(DEFAULT_MODEL).in_channels == 3
     lambdas = [create_model(n).lmbda for n in names]
     assert lambdas == sorted(lambdas)
 
@@ -134,8 +137,6 @@ def test_warm_start_lends_matching_transforms_only(tmp_path):
 
 
 def test_codec_round_trip_through_compress_and_decompress(tiny_hyper, tmp_path):
-    from PIL import Image
-
     from convae.codec import compress, decompress
 
     src = tmp_path / "in"
@@ -173,3 +174,19 @@ def test_float16_copy_codes_like_the_original(tiny_hyper, tmp_path):
     coder = net.entropy_coder(net.quantizer)
     back = coder.decode(coder.encode(symbols), [s.shape for s in symbols])
     assert all(np.array_equal(a, b) for a, b in zip(symbols, back, strict=True))
+
+
+@pytest.mark.skipif(shipped_weights(DEFAULT_MODEL) is None, reason=f"{DEFAULT_MODEL} weights are not shipped")
+def test_default_model_codes_any_size_rgb_and_gray_photos(runner, tmp_path):
+    from convae.cli.app import app
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    blobs = make_images(3, size=45, seed=11)
+    Image.fromarray(np.stack(blobs, axis=-1)[:37]).save(src / "rgb.png")
+    Image.fromarray(blobs[0][:, :29]).save(src / "gray.png")
+    assert runner.invoke(app, ["compress", str(src), str(tmp_path / "c.npy"), "--quiet"]).exit_code == 0
+    assert runner.invoke(app, ["decompress", str(tmp_path / "c.npy"), str(tmp_path / "out"), "--quiet"]).exit_code == 0
+    with Image.open(tmp_path / "out" / "rgb.png") as rgb, Image.open(tmp_path / "out" / "gray.png") as gray:
+        assert (rgb.mode, rgb.size) == ("RGB", (45, 37))
+        assert (gray.mode, gray.size) == ("L", (29, 45))
