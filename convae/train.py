@@ -142,6 +142,9 @@ def train(
             raise
         first = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
         raise TrainingError(f"process {rank}: another training process failed or stopped answering ({first})") from None
+    if world > 1:  # the last collective is behind us: join gloo's threads now (exiting with them alive can abort)
+        del ddp
+        dist.destroy_process_group()
     return _finish(net, data, out, recipe, seed, crop, state, extra_metadata or {}, rank, world)
 
 
