@@ -13,7 +13,7 @@ import constriction
 import numpy as np
 import torch
 
-from convae.entropy import EntropyCoder
+from convae.entropy import EntropyCoder, reading, stream_bytes
 from convae.errors import FormatError
 from convae.models.hyperprior import MEAN_STEPS, HyperpriorAutoencoder
 
@@ -62,17 +62,16 @@ class HyperpriorCoder:
         z_np = z.numpy()
         for c in reversed(range(z_np.shape[1])):
             coder.encode_reverse(z_np[:, c].reshape(-1).astype(np.int32), self.z_coder.models[c])
-        return coder.get_compressed().astype("<u4").tobytes()
+        return stream_bytes(coder)
 
     @torch.inference_mode()
     def decode(self, data: bytes, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
         """The symbol arrays of a chunk; a corrupt stream or an out-of-range symbol raises ``FormatError``."""
-        if len(data) % 4 or len(set(shapes)) != 1:
-            raise FormatError("corrupt bitstream (length is not a whole number of 32-bit words)")
+        if len(set(shapes)) != 1:
+            raise FormatError("corrupt chunk (its images have different latent shapes)")
         n, (c, h, w) = len(shapes), shapes[0]
         zh, zw = self.net.side_size(h, w)
-        try:
-            coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        with reading(data) as coder:
             z = np.empty((n, self.zq.lo.numel(), zh, zw), dtype=np.int64)
             for k in range(z.shape[1]):
                 z[:, k] = coder.decode(self.z_coder.models[k], n * zh * zw).reshape(n, zh, zw)
@@ -82,10 +81,6 @@ class HyperpriorCoder:
             offsets = np.empty(len(order), dtype=np.int64)
             offsets[order] = np.concatenate([coder.decode(self._model(int(t)), int(k)) for t, k in zip(ids, counts,
                                                                                                       strict=True)])
-        except (ValueError, RuntimeError) as exc:
-            raise FormatError(f"corrupt bitstream ({exc})") from exc
-        if not coder.is_empty():
-            raise FormatError("corrupt bitstream (data left over after the last symbol)")
         s = torch.from_numpy(offsets).view(n, c, h, w) - self.radius + centre - self.lo
         if int(s.min()) < 0 or int(s.max()) >= self.levels:
             raise FormatError("corrupt bitstream (latent out of the quantiser's range)")

@@ -8,6 +8,9 @@ images is one stream: images and channels are pushed last to first, so they pop 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import constriction
 import numpy as np
 
@@ -28,20 +31,32 @@ class EntropyCoder:
         for image in reversed(symbols):
             for c in reversed(range(image.shape[0])):
                 coder.encode_reverse(image[c].reshape(-1).astype(np.int32), self.models[c])
-        return coder.get_compressed().astype("<u4").tobytes()
+        return stream_bytes(coder)
 
     def decode(self, data: bytes, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
         """Symbols of each shape decoded from ``data``; a stream of the wrong length is refused."""
-        if len(data) % 4:  # (empty is valid: symbols whose cumulative frequency is 0 leave the coder empty)
-            raise FormatError("corrupt bitstream (length is not a whole number of 32-bit words)")
         out = [np.empty(shape, dtype=np.int32) for shape in shapes]
-        try:
-            coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        with reading(data) as coder:
             for image in out:
                 for c in range(image.shape[0]):
                     image[c] = coder.decode(self.models[c], image[c].size).reshape(image.shape[1:])
-        except (ValueError, RuntimeError) as exc:  # constriction refuses e.g. a stream ending in a zero word
-            raise FormatError(f"corrupt bitstream ({exc})") from exc
-        if not coder.is_empty():
-            raise FormatError("corrupt bitstream (data left over after the last symbol)")
         return out
+
+
+def stream_bytes(coder: constriction.stream.stack.AnsCoder) -> bytes:
+    """An encoder's stream as bytes: little-endian 32-bit words."""
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+@contextmanager
+def reading(data: bytes) -> Iterator[constriction.stream.stack.AnsCoder]:
+    """A decoder over ``data``; a corrupt stream, or data left once the body has decoded, raises ``FormatError``."""
+    if len(data) % 4:  # (empty is valid: symbols whose cumulative frequency is 0 leave the coder empty)
+        raise FormatError("corrupt bitstream (length is not a whole number of 32-bit words)")
+    try:
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        yield coder
+    except (ValueError, RuntimeError) as exc:  # constriction refuses e.g. a stream ending in a zero word
+        raise FormatError(f"corrupt bitstream ({exc})") from exc
+    if not coder.is_empty():
+        raise FormatError("corrupt bitstream (data left over after the last symbol)")
