@@ -13,6 +13,9 @@ entropy coder builds its tables from them, so encoder and decoder use identical 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable
+
 import torch
 from torch import Tensor, nn
 
@@ -83,6 +86,22 @@ class Quantizer(nn.Module):
             lo, hi = y_min, torch.maximum(y_max, y_min + 1e-6)
         self.lo.copy_(lo)
         self.hi.copy_(hi)
+
+    @torch.no_grad()
+    def fit(self, latents: Callable[[], Iterable[Tensor]]) -> None:
+        """Fit range then symbol counts on the ``(N, C, H, W)`` batches of ``latents()`` (iterated twice)."""
+        c = self.lo.numel()
+        lo, hi = torch.full((c,), math.inf), torch.full((c,), -math.inf)
+        for y in latents():
+            flat = y.transpose(0, 1).reshape(c, -1)
+            lo, hi = torch.minimum(lo, flat.min(1).values), torch.maximum(hi, flat.max(1).values)
+        self.fit_range(lo, hi)
+        levels = int(self.levels)
+        counts = torch.zeros(c, levels, dtype=torch.int64)
+        for y in latents():
+            s = self.to_symbols(y).transpose(0, 1).reshape(c, -1)
+            counts += torch.stack([torch.bincount(s[i], minlength=levels) for i in range(c)])
+        self.fit_freqs(counts)
 
     @torch.no_grad()
     def fit_freqs(self, counts: Tensor) -> None:

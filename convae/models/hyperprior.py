@@ -12,7 +12,6 @@ frequencies fitted at calibration and stored with the weights.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 
 import torch
@@ -136,17 +135,7 @@ class HyperpriorAutoencoder(LearnedCodec):
             for y in latents():
                 yield self.h_a(q.quantize(y))
 
-        c = zq.lo.numel()
-        lo, hi = torch.full((c,), math.inf), torch.full((c,), -math.inf)
-        for z in side():
-            flat = z.transpose(0, 1).reshape(c, -1)
-            lo, hi = torch.minimum(lo, flat.min(1).values), torch.maximum(hi, flat.max(1).values)
-        zq.fit_range(lo, hi)
-        counts = torch.zeros(c, int(zq.levels), dtype=torch.int64)
-        for z in side():
-            s = zq.to_symbols(z).transpose(0, 1).reshape(c, -1)
-            counts += torch.stack([torch.bincount(s[i], minlength=int(zq.levels)) for i in range(c)])
-        zq.fit_freqs(counts)
+        zq.fit(side)
         self.y_freqs = gaussian_tables(int(q.levels) - 1)
         self.check_exact()
 
