@@ -98,9 +98,9 @@ def _build(state: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> 
 def warm_start(model: Autoencoder, path: Path) -> dict[str, str]:
     """Load the weights at ``path`` into ``model`` to fine-tune from; metadata to record.
 
-    Weights of the same variant must fit exactly. Weights of another variant lend every tensor
-    whose name and shape match (e.g. the transforms of ``fm-q3`` to ``fmh-q3``), never the
-    calibrated quantiser state, which training fits anew.
+    Weights of the same variant must fit exactly. Weights of another variant lend every parameter
+    whose name and shape match (e.g. the transforms of ``fm-q3`` to ``fmh-q3``), never buffers:
+    those hold the calibrated quantiser and entropy-coding state, which training fits anew.
     """
     if not Path(path).is_file():
         raise WeightsError(f"--init: weights file {path} does not exist")
@@ -108,9 +108,8 @@ def warm_start(model: Autoencoder, path: Path) -> dict[str, str]:
     record = {"init_from": Path(path).name, "init_variant": meta["variant"], "init_sha256": sha,
               "init_train_seconds": meta.get("train_seconds", "")}
     if meta["variant"] != model.variant:
-        own = model.state_dict()
-        shared = {k: v for k, v in state.items()
-                  if k in own and own[k].shape == v.shape and "quantizer." not in k and not k.endswith("y_freqs")}
+        own = dict(model.named_parameters())
+        shared = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         if not shared:
             raise WeightsError(f"--init {path} does not fit variant {model.variant!r} "
                                f"(no tensor of {meta['variant']!r} matches by name and shape)")
