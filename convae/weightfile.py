@@ -12,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from convae import __version__
-from convae.atomic import commit, temp_path
+from convae.atomic import write_bytes
 from convae.errors import WeightsError
 
 
@@ -28,9 +28,7 @@ def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, Any]) -
     meta.update({k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in metadata.items()})
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     data = save(state, metadata=meta)
-    with temp_path(path) as tmp:
-        tmp.write_bytes(data)
-        commit(tmp, path)
+    write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -74,8 +72,5 @@ def save_half(src: Path, dst: Path) -> str:
     if overflow:
         raise WeightsError(f"{src}: {overflow[0]} does not fit float16")
     data = save(half, metadata={**meta, "stored_dtype": "float16", "float32_sha256": sha})
-    with temp_path(dst) as tmp:
-        tmp.write_bytes(data)
-        commit(tmp, dst)
+    write_bytes(dst, data)
     return hashlib.sha256(data).hexdigest()
-
