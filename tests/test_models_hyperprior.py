@@ -190,3 +190,12 @@ def test_default_model_codes_any_size_rgb_and_gray_photos(runner, tmp_path):
     with Image.open(tmp_path / "out" / "rgb.png") as rgb, Image.open(tmp_path / "out" / "gray.png") as gray:
         assert (rgb.mode, rgb.size) == ("RGB", (45, 37))
         assert (gray.mode, gray.size) == ("L", (29, 45))
+
+
+def test_history_records_the_epoch_mean_rate(tiny_hyper):
+    import json
+
+    from convae.train import history_path
+
+    record = json.loads(history_path(tiny_hyper).read_text())["history"][-1]
+    assert record["bpp"] > 0 and record["train_mse"] > 0  # the rate term is logged per epoch, beside the MSE
