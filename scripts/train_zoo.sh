@@ -39,8 +39,10 @@ run() {  # run OUT MODEL ARGS...: train MODEL into $RUNS/OUT.safetensors, record
 
 want() { [[ $# -eq 0 ]] || [[ " $* " == *" $NAME "* ]]; }
 
-for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1 fmh-q4-r1 fmh-q1-r1 fmh-q5-r1 fmh-q3 fmh-q2 fmh-q4 fmh-q1 fmh-q5 \
-    photo-e8 photo-e38 photo-q2 photoh-q2-r1 photoh-q1-r1 photoh-q3-r1 photoh-q2 photoh-q1 photoh-q3 photoh-q0; do
+for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1 fmh-q4-r1 fmh-q1-r1 fmh-q5-r1 \
+    fmh-q3-r2 fmh-q2-r2 fmh-q4-r2 fmh-q1-r2 fmh-q5-r2 fmh-q3 fmh-q4 fmh-q2 fmh-q5 fmh-q1 \
+    photo-e8 photo-e38 photo-q2 photoh-q2-r1 photoh-q1-r1 photoh-q3-r1 photoh-q2-r2 photoh-q1-r2 photoh-q3-r2 photoh-q0-r1 \
+    photoh-q1 photoh-q2 photoh-q3 photoh-q0; do
   want "$@" || continue
   case $NAME in
     # The blog's model with the fast recipe (one-cycle, Adam beta2 0.9) at 5 epochs to 3e-2, one thread.
@@ -55,16 +57,18 @@ for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1
     fm-q2) run fm-q2 fm-q2 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
     fm-q1) run fm-q1 fm-q1 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q2.safetensors" ;;
     fm-q4) run fm-q4 fm-q4 --data "$FM" --epochs 1 --batch-size 64 --lr 1e-3 --init "$RUNS/fm-q3.safetensors" ;;
-    # Hyperprior models, two rounds on one thread each: 10 epochs with the transforms warm-started from the
-    # shipped factorized model of the same rate (fm-q4 for fmh-q5; the side networks start fresh), then
-    # FMH_EPOCHS more at half the learning rate. (The recorded first rounds wrote fmh-qN.safetensors,
-    # renamed fmh-qN-r1.)
+    # Hyperprior models, three rounds on one thread each: 10 epochs with the transforms warm-started from the
+    # shipped factorized model of the same rate (fm-q4 for fmh-q5; the side networks start fresh), then 5
+    # and FMH_EPOCHS more at half the learning rate. (The recorded first and second rounds wrote
+    # fmh-qN.safetensors, renamed fmh-qN-r1 and fmh-qN-r2.)
     fmh-q[1-4]-r1) K=${NAME%-r1}; run "$NAME" "$K" --data "$FM" --epochs 10 --batch-size 64 --lr 1e-3 --threads 1 \
       --init "convae/weights/fm-${K#fmh-}.safetensors" ;;
     fmh-q5-r1) run "$NAME" fmh-q5 --data "$FM" --epochs 10 --batch-size 64 --lr 1e-3 --threads 1 \
       --init convae/weights/fm-q4.safetensors ;;
-    fmh-q[1-5]) run "$NAME" "$NAME" --data "$FM" --epochs "${FMH_EPOCHS:-5}" --batch-size 64 --lr 5e-4 --threads 1 \
-      --init "$RUNS/$NAME-r1.safetensors" ;;
+    fmh-q[1-5]-r2) K=${NAME%-r2}; run "$NAME" "$K" --data "$FM" --epochs 5 --batch-size 64 --lr 5e-4 --threads 1 \
+      --init "$RUNS/$K-r1.safetensors" ;;
+    fmh-q[1-5]) run "$NAME" "$NAME" --data "$FM" --epochs "${FMH_EPOCHS:-10}" --batch-size 64 --lr 5e-4 --threads 1 \
+      --init "$RUNS/$NAME-r2.safetensors" ;;
     # Photos: random 64x64 crops of 573 images; 8 epochs from scratch, then 30 and 150 more at batch 16
     # (the recorded first stage wrote photo-q2.safetensors, renamed photo-e8).
     photo-e8) run photo-e8 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 8 --batch-size 8 \
@@ -73,16 +77,20 @@ for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1
       --batch-size 16 --lr 1e-3 --init "$RUNS/photo-e8.safetensors" --meta "data_terms=$PHOTO_TERMS" ;;
     photo-q2) run photo-q2 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 150 \
       --batch-size 16 --lr 1e-3 --init "$RUNS/photo-e38.safetensors" --meta "data_terms=$PHOTO_TERMS" ;;
-    # Photo hyperprior models, two rounds on one thread each, 128x128 crops: 40 epochs with the transforms
-    # warm-started from the shipped photo-q2, then PHOTOH_EPOCHS more at half the learning rate. (The
-    # recorded first rounds wrote photoh-qN.safetensors, renamed photoh-qN-r1.)
+    # Photo hyperprior models, three rounds on one thread each, 128x128 crops: 40 epochs with the transforms
+    # warm-started from the shipped photo-q2, then 50 and PHOTOH_EPOCHS more at half the learning rate. (The
+    # recorded first and second rounds wrote photoh-qN.safetensors, renamed photoh-qN-r1 and photoh-qN-r2.)
     photoh-q[1-3]-r1) run "$NAME" "${NAME%-r1}" --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 --epochs 40 \
       --batch-size 8 --lr 1e-3 --threads 1 --init convae/weights/photo-q2.safetensors --meta "data_terms=$PHOTO_TERMS" ;;
-    photoh-q[1-3]) run "$NAME" "$NAME" --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 \
-      --epochs "${PHOTOH_EPOCHS:-50}" --batch-size 8 --lr 5e-4 --threads 1 --init "$RUNS/$NAME-r1.safetensors" \
+    photoh-q[1-3]-r2) K=${NAME%-r2}; run "$NAME" "$K" --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 \
+      --epochs 50 --batch-size 8 --lr 5e-4 --threads 1 --init "$RUNS/$K-r1.safetensors" \
       --meta "data_terms=$PHOTO_TERMS" ;;
-    # The lowest photo rate, added last: one round of 60 epochs from photo-q2.
-    photoh-q0) run photoh-q0 photoh-q0 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 --epochs 60 --batch-size 8 \
+    # The lowest photo rate, added last: a first round of 60 epochs from photo-q2.
+    photoh-q0-r1) run photoh-q0-r1 photoh-q0 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 --epochs 60 --batch-size 8 \
       --lr 1e-3 --threads 1 --init convae/weights/photo-q2.safetensors --meta "data_terms=$PHOTO_TERMS" ;;
+    # The last round: PHOTOH_EPOCHS at half the learning rate from the previous round (r1 for photoh-q0).
+    photoh-q[0-3]) P=$RUNS/$NAME-r2.safetensors; [[ $NAME == photoh-q0 ]] && P=$RUNS/photoh-q0-r1.safetensors
+      run "$NAME" "$NAME" --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 --epochs "${PHOTOH_EPOCHS:-100}" \
+      --batch-size 8 --lr 5e-4 --threads 1 --init "$P" --meta "data_terms=$PHOTO_TERMS" ;;
   esac
 done
