@@ -27,6 +27,7 @@ class HyperpriorCoder:
         self.z_coder = EntropyCoder(self.zq.freqs.cpu().numpy())
         self.freqs = net.y_freqs.cpu().numpy().astype(np.float64)
         self.radius = self.freqs.shape[1] // 2
+        self.table_dtype = np.min_scalar_type(len(self.freqs) - 1)  # uint8 for 192 tables: argsort is a radix sort
         self.lo = self.q.lo.cpu().to(torch.int64).view(1, -1, 1, 1)
         self.levels = int(self.q.levels)
         self._models: dict[int, constriction.stream.model.Categorical] = {}
@@ -44,7 +45,14 @@ class HyperpriorCoder:
         quarters = torch.minimum(torch.maximum(quarters, lowest), lowest + self.levels * MEAN_STEPS - 1)
         centre = torch.div(quarters, MEAN_STEPS, rounding_mode="floor")
         table = (index * MEAN_STEPS + (quarters - centre * MEAN_STEPS)).numpy().reshape(-1)
-        return table, centre
+        return table.astype(self.table_dtype), centre
+
+    def _groups(self, table: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+        """Positions sorted by table (stable) and ``(table, start, end)`` of each non-empty group."""
+        order = np.argsort(table, kind="stable")
+        counts = np.bincount(table, minlength=len(self.freqs))
+        ends = np.cumsum(counts)
+        return order, [(int(t), int(ends[t] - counts[t]), int(ends[t])) for t in np.flatnonzero(counts)]
 
     @torch.inference_mode()
     def encode(self, symbols: list[np.ndarray]) -> bytes:
@@ -53,12 +61,10 @@ class HyperpriorCoder:
         z = self.zq.to_symbols(self.net.h_a(self.q.from_symbols(s)))
         table, centre = self._tables(z, tuple(s.shape[-2:]))
         offsets = (s + self.lo - centre + self.radius).numpy().reshape(-1).astype(np.int32)
-        order = np.argsort(table, kind="stable")
-        ids, starts = np.unique(table[order], return_index=True)
-        ends = [*starts[1:], len(order)]
+        order, groups = self._groups(table)
         coder = constriction.stream.stack.AnsCoder()
-        for t, a, b in reversed(list(zip(ids, starts, ends, strict=True))):
-            coder.encode_reverse(offsets[order[a:b]], self._model(int(t)))
+        for t, a, b in reversed(groups):
+            coder.encode_reverse(offsets[order[a:b]], self._model(t))
         z_np = z.numpy()
         for c in reversed(range(z_np.shape[1])):
             coder.encode_reverse(z_np[:, c].reshape(-1).astype(np.int32), self.z_coder.models[c])
@@ -76,11 +82,9 @@ class HyperpriorCoder:
             for k in range(z.shape[1]):
                 z[:, k] = coder.decode(self.z_coder.models[k], n * zh * zw).reshape(n, zh, zw)
             table, centre = self._tables(torch.from_numpy(z), (h, w))
-            order = np.argsort(table, kind="stable")
-            ids, counts = np.unique(table[order], return_counts=True)
+            order, groups = self._groups(table)
             offsets = np.empty(len(order), dtype=np.int64)
-            offsets[order] = np.concatenate([coder.decode(self._model(int(t)), int(k)) for t, k in zip(ids, counts,
-                                                                                                      strict=True)])
+            offsets[order] = np.concatenate([coder.decode(self._model(t), b - a) for t, a, b in groups])
         s = torch.from_numpy(offsets).view(n, c, h, w) - self.radius + centre - self.lo
         if int(s.min()) < 0 or int(s.max()) >= self.levels:
             raise FormatError("corrupt bitstream (latent out of the quantiser's range)")
