@@ -105,13 +105,13 @@ def write_large_pngs(folder: Path, count: int, photos: Path) -> tuple[int, str]:
 
 
 def large_model(trained: Path) -> tuple[str, str]:
-    """An RGB model for the large images if one is installed, else the benchmark's seed (grayscale)."""
+    """The default model of ``convae compress`` for the large images, else the benchmark's seed (grayscale)."""
     from convae.errors import ConvaeError
-    from convae.zoo import load_model
+    from convae.zoo import DEFAULT_MODEL, load_model
 
     try:
-        load_model("photo-q2")
-        return "photo-q2", "photo-q2 (pretrained RGB)"
+        load_model(DEFAULT_MODEL)
+        return DEFAULT_MODEL, f"{DEFAULT_MODEL} (the default model, pretrained RGB)"
     except ConvaeError:
         return str(trained), "seed trained in this run (grayscale: RGB is converted to L; no pretrained RGB model)"
 
