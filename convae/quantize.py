@@ -109,8 +109,15 @@ class Quantizer(nn.Module):
         self.freqs = counts.to(torch.int64) + 1
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # freqs has a data-dependent width: take the stored shape before copying.
-        key = prefix + "freqs"
-        if key in state_dict:
-            self.freqs = torch.empty_like(state_dict[key])
+        adopt_stored_shapes(self, state_dict, prefix, "freqs")
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def adopt_stored_shapes(module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *names: str) -> None:
+    """Resize buffers ``names`` of ``module`` to their shapes in ``state_dict`` (calibration-dependent sizes).
+
+    Call from ``_load_from_state_dict`` before the parent's, which copies values only into equal shapes.
+    """
+    for name in names:
+        if prefix + name in state_dict:
+            setattr(module, name, torch.empty_like(state_dict[prefix + name]))

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from convae.models.factorized import FM, PHOTO
 from convae.models.learned import LearnedCodec, register_family
 from convae.models.prior import FactorizedPrior
-from convae.quantize import INTEGER, Quantizer
+from convae.quantize import INTEGER, Quantizer, adopt_stored_shapes
 
 SCALE_MIN_LOG, SCALE_STEPS, SCALES = -2.25, 8, 48  # scale index i covers log-scale [-2.25 + i/8, -2.25 + (i+1)/8)
 MEAN_STEPS = 4  # means are coded to a quarter: a table per (scale index, quarter)
@@ -146,9 +146,7 @@ class HyperpriorAutoencoder(LearnedCodec):
         return HyperpriorCoder(self) if q is self.quantizer and self.y_freqs.numel() else None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        key = prefix + "y_freqs"  # data-dependent shape: take the stored one before copying
-        if key in state_dict:
-            self.y_freqs = torch.empty_like(state_dict[key])
+        adopt_stored_shapes(self, state_dict, prefix, "y_freqs")
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
