@@ -249,8 +249,9 @@ def compress(
             for batch in _batches(items, batch_size, lambda t: 0 if isinstance(t[3], DataError) else t[3].pixels.size):
                 good = []
                 for index, path, rel, d in batch:
-                    if isinstance(d, Decoded) and raw and d.alpha is not None:
-                        d = DataError(f"{path}: has transparency, which --raw cannot keep; drop --raw")
+                    if isinstance(d, Decoded) and coder is None and d.alpha is not None:
+                        d = DataError(f"{path}: has transparency, which uncoded symbols cannot keep; drop "
+                                      f"{'--raw' if raw else '--bits'} (entropy-coded files keep it)")
                     if isinstance(d, DataError):
                         if on_error == "stop":
                             raise d

@@ -23,7 +23,7 @@ import numpy as np
 
 from convae.atomic import as_output_error, check_writable, commit, temp_path
 from convae.checks import check, is_int, is_str
-from convae.errors import FormatError, OutputError
+from convae.errors import ConvaeError, FormatError, OutputError
 from convae.images import MAX_PIXELS
 from convae.pathruns import compact_paths, expand_paths
 
@@ -152,8 +152,11 @@ class CodeWriter:
 
 def _raw_to_npy(raw: Path, npy: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
     arr = np.lib.format.open_memmap(npy, mode="w+", dtype=dtype, shape=shape)
-    header_len = arr.offset  # numpy wrote the header; stream the code bytes after it
+    header_len, nbytes = arr.offset, arr.nbytes  # numpy wrote the header; stream the code bytes after it
     del arr
+    if raw.stat().st_size != nbytes:
+        raise ConvaeError(f"{npy}: internal error: {raw.stat().st_size} code bytes do not fill a {dtype.name} array "
+                          f"of shape {shape}; nothing was written")
     with open(raw, "rb") as src, open(npy, "r+b") as dst:
         dst.seek(header_len)
         shutil.copyfileobj(src, dst, 1 << 20)

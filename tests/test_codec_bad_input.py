@@ -76,6 +76,24 @@ def test_bad_image_file(runner, tiny_model, tmp_path, image_folder, name):
     clean_failure(alone, tmp_path, before, 1, bad)
 
 
+@pytest.mark.parametrize("flags", [["--raw"], ["--bits", "4"]])
+def test_transparency_without_entropy_coding_is_refused(runner, tiny_model, tmp_path, image_folder, flags):
+    """Uncoded symbols (--raw, or --bits off the calibrated rate) cannot carry alpha: refused, nothing written."""
+    alpha = np.zeros((28, 28, 2), dtype=np.uint8)
+    alpha[..., 1] = 128
+    Image.fromarray(alpha, "LA").save(image_folder / "see-through.png")
+    before = snapshot(tmp_path)
+    err = clean_failure(invoke(runner, "compress", image_folder, tmp_path / "out.npy", "--model", tiny_model, *flags),
+                        tmp_path, before, 1, image_folder / "see-through.png")
+    assert "transparency" in err and flags[0] in err
+    out = tmp_path / "kept" / "out.npy"  # the entropy-coded default keeps it, losslessly
+    out.parent.mkdir()
+    ok(invoke(runner, "compress", image_folder, out, "--model", tiny_model, "-q"))
+    ok(invoke(runner, "decompress", out, tmp_path / "rec", "--model", tiny_model, "-q"))
+    with Image.open(tmp_path / "rec" / "see-through.png") as img:
+        assert img.mode == "LA" and (np.asarray(img)[..., 1] == 128).all()
+
+
 def test_nonexistent_path_and_empty_folder(runner, tiny_model, tmp_path, image_folder):
     empty = tmp_path / "empty"
     empty.mkdir()
