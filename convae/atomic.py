@@ -92,19 +92,19 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def publish(stage: Path, out_dir: Path, names: list[str]) -> None:
-    """Flush the staged files to disk once, then rename each to the same relative path under ``out_dir``."""
+    """Flush the staged files to disk once, create every folder, then rename each file to the same relative
+    path under ``out_dir``."""
     os.sync()
-    made: set[str] = set()
-    for name in names:
-        target = out_dir / name
-        parent = os.path.dirname(name)
+    for parent in sorted({os.path.dirname(name) for name in names}):  # each folder once, before any file
         try:
-            if parent not in made:  # each folder once, not once per file
-                target.parent.mkdir(parents=True, exist_ok=True)
-                made.add(parent)
-            os.replace(stage / name, target)
+            (out_dir / parent).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise as_output_error(exc, target) from exc
+            raise as_output_error(exc, out_dir / parent) from exc
+    for name in names:
+        try:
+            os.replace(stage / name, out_dir / name)
+        except OSError as exc:
+            raise as_output_error(exc, out_dir / name) from exc
 
 
 def write_bytes(path: Path, data: bytes) -> None:

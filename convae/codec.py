@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import time
 import zlib
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 import numpy as np
@@ -453,14 +454,24 @@ def _decode_batch(net: Autoencoder, q: Quantizer, parsed: list[tuple], device: s
 
 
 def _check_targets(out_dir: Path, names: list[str], force: bool) -> None:
-    """Refuse a file where the folder should be, and (without ``force``) any existing output."""
+    """Refuse a file where a folder should be, a folder where a file should be, and (without ``force``) any
+    existing output: checked before anything is written, so publishing cannot stop half-way on them."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir} exists and is not a folder")
-    if force or not out_dir.exists():
+    if not out_dir.exists():
         return
-    clash = next((n for n in names if os.path.lexists(out_dir / n)), None)
-    if clash:
-        raise OutputError(f"{out_dir / clash} already exists; pass --force to overwrite")
+    for folder in sorted({str(p) for n in names for p in PurePosixPath(n).parents} - {"."}):
+        if os.path.lexists(out_dir / folder) and not (out_dir / folder).is_dir():
+            raise OutputError(f"{out_dir / folder} exists and is not a folder; move it away")
+    for name in names:
+        try:
+            is_dir = stat.S_ISDIR(os.lstat(out_dir / name).st_mode)
+        except FileNotFoundError:
+            continue
+        if is_dir:
+            raise OutputError(f"{out_dir / name} is a folder; move it away")
+        if not force:
+            raise OutputError(f"{out_dir / name} already exists; pass --force to overwrite")
 
 
 def _restore_pngs(decoded: list[tuple], folder: Path) -> int:

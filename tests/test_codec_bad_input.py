@@ -217,6 +217,27 @@ def test_outputs_exist_without_force(runner, tiny_model, tmp_path, image_folder,
     ok(invoke(runner, "compress", image_folder, codes, "--model", tiny_model, "--force", "-q"))
 
 
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_file_or_folder_in_the_way_stops_before_publishing(runner, tiny_model, tmp_path, image_folder, force):
+    """A file where a subfolder goes, or a folder where a file goes: refused before any file is published."""
+    (image_folder / "sub").mkdir()
+    (image_folder / "img0000.png").rename(image_folder / "sub" / "x.png")
+    npy = tmp_path / "c.npy"
+    ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "-q"))
+    recon = tmp_path / "r"
+    recon.mkdir()
+    (recon / "sub").write_bytes(b"precious")  # sorts after every img*.png: they would be published first
+    before = snapshot(tmp_path)
+    clean_failure(invoke(runner, "decompress", npy, recon, "--model", tiny_model, *force), tmp_path, before, 1,
+                  recon / "sub")
+    (recon / "sub").unlink()
+    (recon / "sub").mkdir()
+    (recon / "img0011.png").mkdir()
+    before = snapshot(tmp_path)
+    clean_failure(invoke(runner, "decompress", npy, recon, "--model", tiny_model, *force), tmp_path, before, 1,
+                  recon / "img0011.png")
+
+
 def test_output_folder_not_writable(runner, tiny_model, tmp_path, image_folder, codes, monkeypatch):
     """Simulated: creating a file in the output folder fails with EACCES (root would bypass chmod)."""
     import convae.atomic
