@@ -59,7 +59,7 @@ def is_weights_path(name_or_path: str) -> bool:
     return name_or_path.endswith(".safetensors") or "/" in name_or_path or Path(name_or_path).is_file()
 
 
-def load_model(name_or_path: str | None = None, expect_variant: str | None = None) -> LoadedModel:
+def load_model(name_or_path: str | None = None) -> LoadedModel:
     """Load a trained model: a registry name uses its shipped weights, a path its file."""
     name_or_path = name_or_path or DEFAULT_MODEL
     if is_weights_path(name_or_path):
@@ -76,8 +76,6 @@ def load_model(name_or_path: str | None = None, expect_variant: str | None = Non
             )
         path, source = found, spec.name
     state, meta, sha = read_weights(path)
-    if expect_variant is not None and meta["variant"] != expect_variant:
-        raise WeightsError(f"{path} holds weights of {meta['variant']!r}, not {expect_variant!r}")
     return LoadedModel(_build(state, meta, path), sha, source, meta)
 
 
@@ -86,13 +84,22 @@ def _build(state: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> 
         config = json.loads(meta.get("config", "{}"))
     except json.JSONDecodeError as exc:
         raise WeightsError(f"{path}: config metadata is not valid JSON") from exc
-    model = create_model(meta["variant"], **config)
+    if not isinstance(config, dict):
+        raise WeightsError(f"{path}: config metadata is not a JSON object")
+    try:
+        model = create_model(meta["variant"], **config)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{path}: its config does not fit variant {meta['variant']!r} ({exc})") from exc
+    _load_exact(model, state, str(path))
+    return model.eval()
+
+
+def _load_exact(model: Autoencoder, state: dict[str, torch.Tensor], what: str) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise WeightsError(f"{path} does not fit variant {meta['variant']!r}: {first}") from exc
-    return model.eval()
+        raise WeightsError(f"{what} does not fit variant {model.variant!r}: {first}") from exc
 
 
 def warm_start(model: Autoencoder, path: Path) -> dict[str, str]:
@@ -115,9 +122,5 @@ def warm_start(model: Autoencoder, path: Path) -> dict[str, str]:
                                f"(no tensor of {meta['variant']!r} matches by name and shape)")
         model.load_state_dict(shared, strict=False)
         return record | {"init_tensors": str(len(shared))}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise WeightsError(f"--init {path} does not fit variant {model.variant!r}: {first}") from exc
+    _load_exact(model, state, f"--init {path}")
     return record

@@ -98,8 +98,13 @@ def test_eval_bad_weights(runner, tmp_path: Path, tiny_model: Path, image_folder
     other = tmp_path / "other.safetensors"
     save_file({"encoder.0.weight": torch.zeros(8, 1, 3, 3)}, other,
               metadata={"format": "convae-weights", "variant": "seed", "config": "{}"})
+    state = {"encoder.0.weight": torch.zeros(16, 1, 3, 3)}
+    unknown_arg, not_object = tmp_path / "unknown-arg.safetensors", tmp_path / "not-object.safetensors"
+    save_file(state, unknown_arg, metadata={"format": "convae-weights", "variant": "seed", "config": '{"foo": 1}'})
+    save_file(state, not_object, metadata={"format": "convae-weights", "variant": "seed", "config": "[1]"})
     for path, needle in ((truncated, "corrupt or truncated"), (garbage, "corrupt or truncated"),
-                         (other, "does not fit variant 'seed'"), (tmp_path / "nope.safetensors", "does not exist")):
+                         (other, "does not fit variant 'seed'"), (tmp_path / "nope.safetensors", "does not exist"),
+                         (unknown_arg, "config does not fit variant 'seed'"), (not_object, "not a JSON object")):
         err = one_line_error(runner.invoke(app, ["eval", "--model", str(path), "--data", str(image_folder)]), 1)
         assert needle in err
 
