@@ -142,7 +142,9 @@ def train_cmd(
             raise fail(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}", 2)
         if epochs is not None and epochs < 1:
             raise fail(f"--epochs {epochs}: must be at least 1", 2)
-        if threads:
+        if threads is not None:
+            if threads < 1:
+                raise fail(f"--threads {threads}: must be at least 1", 2)
             torch.set_num_threads(threads)
         dev = _device(device)
         rank = setup_distributed(dev)

@@ -92,7 +92,8 @@ def shard_slice(count: int, shard: tuple[int, int]) -> slice:
     return slice((k - 1) * blocks // n * CHUNK, min(count, k * blocks // n * CHUNK))
 
 
-def _pad(x: torch.Tensor, stride: int) -> torch.Tensor:
+def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """``x`` padded at the bottom and right (replicating edges) to multiples of ``stride``."""
     h, w = x.shape[-2:]
     ph, pw = -h % stride, -w % stride
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
@@ -166,7 +167,8 @@ def _model_threads(device: str) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _select_quantizer(model: Autoencoder, bits: int | None) -> Quantizer:
+def select_quantizer(model: Autoencoder, bits: int | None) -> Quantizer:
+    """The model's calibrated quantiser, or one with ``bits`` bits per symbol (1 to 16)."""
     q = model.quantizer
     if not q.calibrated:
         raise ConvaeError(f"model {model.variant!r} has no calibrated quantiser; retrain it with `convae train`")
@@ -233,7 +235,7 @@ def compress(
                              f"{header_shard['total_images']} images); use at most that many shards")
     loaded = load_model(model)
     net = loaded.model.to(device, memory_format=torch.channels_last)  # 3x faster convolutions on CPU
-    q = _select_quantizer(net, bits).to(device)
+    q = select_quantizer(net, bits).to(device)
     coder = None if raw else net.entropy_coder(q)
     dtype = np.dtype(np.uint8) if coder else symbol_dtype(int(q.levels))
     summary = Summary()
@@ -313,7 +315,7 @@ def _encode_batch(
         by_size[d.pixels.shape].append(i)
     for (h, w, _), idx in by_size.items():
         x = torch.from_numpy(np.stack([decoded[i].pixels for i in idx])).to(device)
-        x = _pad(x.permute(0, 3, 1, 2).float().div_(255), net.stride)
+        x = pad_to_stride(x.permute(0, 3, 1, 2).float().div_(255), net.stride)
         s = q.to_symbols(net.encode(x.contiguous(memory_format=torch.channels_last)))
         if verify:
             r = _to_uint8(net.decode(q.from_symbols(s))[..., :h, :w].cpu())

@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from convae.atomic import write_bytes
 from convae.chunks import Chunker
+from convae.codec import pad_to_stride, select_quantizer
 from convae.data import ImageSet, load_dataset
+from convae.errors import UsageError
 from convae.metrics import bits_per_pixel, per_image_mse, psnr, ssim
 from convae.zoo import load_model
 
@@ -32,10 +33,12 @@ def evaluate(model: str | None, data: str, bits: int | None = None, limit: int |
     """MSE/PSNR of float latents, MSE/PSNR/SSIM of quantised latents, and entropy-coded bits per pixel."""
     loaded = load_model(model)
     net = loaded.model
-    q = net.quantizer if bits is None else net.quantizer.with_bits(bits)
+    q = select_quantizer(net, bits)
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit {limit}: must be at least 1")
     ds = load_dataset(data, net.in_channels, split="test")
     images = ds.test if ds.test is not None else ds.train
-    if limit:
+    if limit is not None:
         images = ImageSet(images.images[:limit], images.name)
     coder = net.entropy_coder(q)
     sums = {"mse_float": 0.0, "mse": 0.0, "psnr": 0.0, "ssim": 0.0, "bytes": 0, "pixels": 0, "n": 0}
@@ -47,8 +50,7 @@ def evaluate(model: str | None, data: str, bits: int | None = None, limit: int |
     shown: list[torch.Tensor] = []
     for x in _batches(images, batch_size):
         h, w = x.shape[-2:]
-        xp = F.pad(x, (0, -w % net.stride, 0, -h % net.stride), mode="replicate")
-        y = net.encode(xp)
+        y = net.encode(pad_to_stride(x, net.stride))
         s = q.to_symbols(y)
         x_float = net.decode(y)[..., :h, :w]
         x_q = net.decode(q.from_symbols(s))[..., :h, :w]

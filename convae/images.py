@@ -64,15 +64,6 @@ def find_images(inputs: list[Path]) -> tuple[Path, list[Path]]:
     return root, files
 
 
-def probe(path: Path) -> tuple[int, int, str]:
-    """Width, height and mode from the header only (after EXIF rotation); refuses bombs."""
-    with _open(path) as img:
-        w, h = img.size
-        if _exif_rotates(img):
-            w, h = h, w
-        return w, h, img.mode
-
-
 def read_image(path: Path, channels: int) -> Decoded:
     """Decode ``path`` into uint8 pixels with ``channels`` (1 or 3) channels."""
     with _open(path) as img:
@@ -108,13 +99,6 @@ def _open(path: Path) -> Image.Image:
         img.close()
         raise DataError(f"{path}: declares {w}x{h} pixels, over {MAX_PIXELS:,}: refused as a decompression bomb")
     return img
-
-
-def _exif_rotates(img: Image.Image) -> bool:
-    try:
-        return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-    except Exception:  # malformed EXIF: exif_transpose will report it on load
-        return False
 
 
 def _split(img: Image.Image, channels: int) -> Decoded:

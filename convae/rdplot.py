@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
-from convae.atomic import write_bytes
+from convae.figures import pyplot, save_figure
 
 _STYLE = {"convae": ("-", "o", 2.5), "mosaic": ("--", "s", 1.2), "": ("-", ".", 1.2)}
 
 
 def plot_rd(summary: dict[str, Any], path: Path, max_bpp: float = 4.0) -> None:
     """One line per lossy codec and panel; lossless PNG is left out (its PSNR is infinite)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     sets = summary["datasets"]
     fig, axes = plt.subplots(1, max(1, len(sets)), figsize=(6 * max(1, len(sets)), 4.5), dpi=100, squeeze=False)
     for ax, (name, data) in zip(axes[0], sets.items(), strict=False):
@@ -35,7 +30,4 @@ def plot_rd(summary: dict[str, Any], path: Path, max_bpp: float = 4.0) -> None:
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
-    write_bytes(path, buf.getvalue())
+    save_figure(fig, path)

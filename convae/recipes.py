@@ -33,4 +33,3 @@ RECIPES = {
     # (beta2 0.9) keeps such high rates stable. Reaches the blog's 50-epoch test MSE in 4 epochs (docs/PERFORMANCE.md).
     "fast": Recipe("fast", batch_size=128, lr=4e-2, epochs=4, schedule="onecycle", betas=(0.9, 0.9)),
 }
-DEFAULT_RECIPE = "fast"

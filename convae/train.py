@@ -12,7 +12,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from convae.atomic import check_writable, write_bytes
 from convae.checkpoint import load_checkpoint, save_checkpoint
 from convae.data import Dataset, ImageSet
 from convae.errors import Interrupted, TrainingError, UsageError
+from convae.figures import pyplot, save_figure
 from convae.models.base import Autoencoder
 from convae.recipes import Recipe
 from convae.weightfile import save_weights
@@ -35,12 +36,10 @@ StepCallback = Callable[[int, float], None]
 
 @dataclass
 class TrainResult:
-    """Where the outputs went and the final numbers."""
+    """The per-epoch history and the saved weights' sha256 (empty on ranks other than 0)."""
 
-    weights: Path
     history: list[dict[str, Any]]
     sha256: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def checkpoint_path(out: Path) -> Path:
@@ -107,8 +106,10 @@ def train(
     if resume and not ckpt.is_file():
         shared = f" on process {rank}'s machine (multi-node --resume needs a shared file system)" if rank else ""
         raise UsageError(f"--resume: no checkpoint {ckpt} to resume from{shared}")
+    _check_size(model, data, crop)
     if rank == 0:
-        check_writable(out, force or resume)
+        for path in (out, history_path(out), curve_path(out)):
+            check_writable(path, force or resume)
         if not resume and ckpt.exists() and not force:
             raise UsageError(f"{ckpt} exists from an earlier run; pass --resume to continue it or --force")
     if recipe.batch_size % world:
@@ -146,6 +147,19 @@ def train(
         del ddp
         dist.destroy_process_group()
     return _finish(net, data, out, recipe, seed, crop, state, extra_metadata or {}, rank, world)
+
+
+def _check_size(model: Autoencoder, data: Dataset, crop: int | None) -> None:
+    """Training images (or crops) must tile into the model's stride; say what to pass instead."""
+    stride = model.stride
+    if crop is not None:
+        if crop < 1 or crop % stride:
+            raise UsageError(f"--crop {crop}: must be a positive multiple of {model.variant}'s stride {stride}")
+        return
+    if data.train.stacked and any(v % stride for v in data.train.images.shape[-2:]):
+        h, w = data.train.images.shape[-2:]
+        raise UsageError(f"the training images are {w}x{h}, not multiples of {model.variant}'s stride {stride}; "
+                         f"pass --crop N with N a multiple of {stride}")
 
 
 def _saved_epoch(ckpt: Path) -> int:
@@ -244,17 +258,12 @@ def _finish(net: Autoencoder, data: Dataset, out: Path, recipe: Recipe, seed: in
         doc = {"version": __version__, "history": history}
         write_bytes(history_path(out), (json.dumps(doc, indent=1) + "\n").encode())
         plot_history(history, curve_path(out), f"{net.variant} on {data.spec}")
-    return TrainResult(out, history, sha, {"processes": world, "global_batch": recipe.batch_size, "lr": recipe.lr})
+    return TrainResult(history, sha)
 
 
 def plot_history(history: list[dict[str, Any]], path: Path, title: str) -> None:
     """Loss-curve PNG: train and test MSE per epoch (log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(6, 4), dpi=100)
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["train_mse"] for h in history], marker="o", label="train MSE")
     if history[0].get("test_mse") is not None:
@@ -263,9 +272,4 @@ def plot_history(history: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
-    write_bytes(path, buf.getvalue())
+    save_figure(fig, path)

@@ -47,3 +47,26 @@ def test_init_meta_and_lmbda_are_recorded(runner, train_folder, tmp_path):
     misfit = runner.invoke(app, [*common, "--model", "seed", "--out", str(tmp_path / "d.safetensors"),
                                  "--init", str(first)])
     assert misfit.exit_code != 0 and "does not fit" in misfit.output
+
+
+def test_bad_train_and_eval_options_get_one_line_errors(runner, train_folder, tiny_model, tmp_path):
+    """Sizes off the stride, --threads/--bits/--limit out of range, a history file in the way: refused cleanly."""
+    odd = tmp_path / "odd"
+    write_pngs(odd, make_images(8, size=30, seed=3))
+    out = tmp_path / "w.safetensors"
+    common = ["train", "--data", str(train_folder), "--epochs", "1", "--batch-size", "64", "--out", str(out), "-q"]
+    cases = [
+        (["train", "--data", str(odd), "--epochs", "1", "--out", str(out), "-q"], "not multiples of seed's stride 4"),
+        ([*common, "--crop", "30"], "--crop 30: must be a positive multiple"),
+        ([*common, "--threads", "0"], "--threads 0"),
+        (["eval", "--model", str(tiny_model), "--data", str(train_folder), "--bits", "0"], "--bits 0"),
+        (["eval", "--model", str(tiny_model), "--data", str(train_folder), "--limit", "0"], "--limit 0"),
+    ]
+    for args, needle in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "Traceback" not in result.output, (args, result.output)
+        assert needle in result.output and not out.exists(), (args, result.output)
+    out.with_suffix(".history.json").write_text("precious")  # the history file is an output too
+    result = runner.invoke(app, common)
+    assert result.exit_code != 0 and "--force" in result.output and not out.exists()
+    assert out.with_suffix(".history.json").read_text() == "precious"
