@@ -41,8 +41,8 @@ want() { [[ $# -eq 0 ]] || [[ " $* " == *" $NAME "* ]]; }
 
 for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1 fmh-q4-r1 fmh-q1-r1 fmh-q5-r1 \
     fmh-q3-r2 fmh-q2-r2 fmh-q4-r2 fmh-q1-r2 fmh-q5-r2 fmh-q3 fmh-q4 fmh-q2 fmh-q5 fmh-q1 \
-    photo-e8 photo-e38 photo-q2 photoh-q2-r1 photoh-q1-r1 photoh-q3-r1 photoh-q2-r2 photoh-q1-r2 photoh-q3-r2 photoh-q0-r1 \
-    photoh-q1 photoh-q2 photoh-q3 photoh-q0; do
+    photo-e8 photo-e38 photo-q2 photoh-q2-r1 photoh-q1-r1 photoh-q3-r1 photoh-q2-r2 photoh-q1-r2 photoh-q3 photoh-q0-r1 \
+    photoh-q1 photoh-q2 photoh-q0; do
   want "$@" || continue
   case $NAME in
     # The blog's model with the fast recipe (one-cycle, Adam beta2 0.9) at 5 epochs to 3e-2, one thread.
@@ -77,20 +77,22 @@ for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1
       --batch-size 16 --lr 1e-3 --init "$RUNS/photo-e8.safetensors" --meta "data_terms=$PHOTO_TERMS" ;;
     photo-q2) run photo-q2 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 150 \
       --batch-size 16 --lr 1e-3 --init "$RUNS/photo-e38.safetensors" --meta "data_terms=$PHOTO_TERMS" ;;
-    # Photo hyperprior models, three rounds on one thread each, 128x128 crops: 40 epochs with the transforms
-    # warm-started from the shipped photo-q2, then 50 and PHOTOH_EPOCHS more at half the learning rate. (The
-    # recorded first and second rounds wrote photoh-qN.safetensors, renamed photoh-qN-r1 and photoh-qN-r2.)
+    # Photo hyperprior models, 128x128 crops, on one thread each: 40 epochs with the transforms warm-started
+    # from the shipped photo-q2, then 50 more at half the learning rate (photoh-q3 stops there), then a
+    # third round (below). (The recorded first and second rounds wrote photoh-qN.safetensors, renamed
+    # photoh-qN-r1 and photoh-qN-r2.)
     photoh-q[1-3]-r1) run "$NAME" "${NAME%-r1}" --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 --epochs 40 \
       --batch-size 8 --lr 1e-3 --threads 1 --init convae/weights/photo-q2.safetensors --meta "data_terms=$PHOTO_TERMS" ;;
-    photoh-q[1-3]-r2) K=${NAME%-r2}; run "$NAME" "$K" --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 \
+    photoh-q[12]-r2|photoh-q3) K=${NAME%-r2}; run "$NAME" "$K" --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 \
       --epochs 50 --batch-size 8 --lr 5e-4 --threads 1 --init "$RUNS/$K-r1.safetensors" \
       --meta "data_terms=$PHOTO_TERMS" ;;
     # The lowest photo rate, added last: a first round of 60 epochs from photo-q2.
     photoh-q0-r1) run photoh-q0-r1 photoh-q0 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 --epochs 60 --batch-size 8 \
       --lr 1e-3 --threads 1 --init convae/weights/photo-q2.safetensors --meta "data_terms=$PHOTO_TERMS" ;;
-    # The last round: PHOTOH_EPOCHS at half the learning rate from the previous round (r1 for photoh-q0).
-    photoh-q[0-3]) P=$RUNS/$NAME-r2.safetensors; [[ $NAME == photoh-q0 ]] && P=$RUNS/photoh-q0-r1.safetensors
-      run "$NAME" "$NAME" --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 --epochs "${PHOTOH_EPOCHS:-100}" \
+    # The last round, at half the learning rate from the previous one: 100 epochs for photoh-q1 and q2
+    # (from r2), 50 for photoh-q0 (from r1).
+    photoh-q[012]) P=$RUNS/$NAME-r2.safetensors E=100; [[ $NAME == photoh-q0 ]] && P=$RUNS/photoh-q0-r1.safetensors E=50
+      run "$NAME" "$NAME" --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 --epochs "${PHOTOH_EPOCHS:-$E}" \
       --batch-size 8 --lr 5e-4 --threads 1 --init "$P" --meta "data_terms=$PHOTO_TERMS" ;;
   esac
 done
