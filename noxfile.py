@@ -45,7 +45,7 @@ def rd(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def zoo(session: nox.Session) -> None:
-    """Retrain the shipped factorized variants (scripts/train_zoo.sh; STEP names pass through)."""
+    """Retrain the shipped variants (scripts/train_zoo.sh; STEP names pass through)."""
     _install(session)
     session.run("bash", "scripts/train_zoo.sh", *session.posargs, external=True, env={"SHIP": "1"})
 
