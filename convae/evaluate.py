@@ -31,11 +31,11 @@ def _batches(images: ImageSet, batch_size: int):
 def evaluate(model: str | None, data: str, bits: int | None = None, limit: int | None = None,
              grid: Path | None = None, grid_count: int = 16, batch_size: int = 500) -> dict[str, Any]:
     """MSE/PSNR of float latents, MSE/PSNR/SSIM of quantised latents, and entropy-coded bits per pixel."""
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit {limit}: must be at least 1")
     loaded = load_model(model)
     net = loaded.model
     q = select_quantizer(net, bits)
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit {limit}: must be at least 1")
     ds = load_dataset(data, net.in_channels, split="test")
     images = ds.test if ds.test is not None else ds.train
     if limit is not None:

@@ -154,8 +154,9 @@ def _raw_to_npy(raw: Path, npy: Path, dtype: np.dtype, shape: tuple[int, ...]) -
     arr = np.lib.format.open_memmap(npy, mode="w+", dtype=dtype, shape=shape)
     header_len, nbytes = arr.offset, arr.nbytes  # numpy wrote the header; stream the code bytes after it
     del arr
-    if raw.stat().st_size != nbytes:
-        raise ConvaeError(f"{npy}: internal error: {raw.stat().st_size} code bytes do not fill a {dtype.name} array "
+    size = raw.stat().st_size
+    if size != nbytes:
+        raise ConvaeError(f"{npy}: internal error: {size} code bytes do not fill a {dtype.name} array "
                           f"of shape {shape}; nothing was written")
     with open(raw, "rb") as src, open(npy, "r+b") as dst:
         dst.seek(header_len)
