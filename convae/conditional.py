@@ -2,9 +2,11 @@
 
 One constriction ANS stream holds a chunk of equally sized images. Decoding order: the side
 latents ``z`` of every image (channel by channel, factorized tables as in ``convae.entropy``),
-then the latents ``y``, grouped by Gaussian table (ascending table id, positions in C order
-within a group). Each latent is coded as its offset from the predicted mean (in whole steps),
-with the table of its predicted scale and mean quarter (``HyperpriorAutoencoder.exact_params``).
+then the latents ``y`` step by step (one step for the plain hyperprior; four for a context model,
+whose tables for a step depend on the latents of the steps before it), within a step grouped by
+Gaussian table (ascending table id, positions in C order within a group). Each latent is coded as
+its offset from the predicted mean (in whole steps), with the table of its predicted scale and
+mean quarter (``HyperpriorAutoencoder.exact_params``).
 """
 
 from __future__ import annotations
@@ -38,33 +40,50 @@ class HyperpriorCoder:
             self._models[table] = constriction.stream.model.Categorical(row / row.sum(), perfect=False)
         return self._models[table]
 
-    def _tables(self, z_symbols: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, torch.Tensor]:
-        """Table id and centre (whole latent value) per latent, from side symbols ``(N, Cz, h, w)``."""
-        quarters, index = self.net.exact_params(self.zq.from_symbols(z_symbols).cpu(), size)
+    def _tables(self, z_symbols: torch.Tensor, size: tuple[int, int], known: torch.Tensor | None,
+                step: int) -> tuple[np.ndarray, torch.Tensor]:
+        """Table id and centre (whole latent value) per latent, valid for the latents of decoding ``step``."""
+        quarters, index = self.net.exact_params(self.zq.from_symbols(z_symbols).cpu(), size, known, step)
         lowest = self.lo * MEAN_STEPS  # means clamped into the quantiser's range keep every offset within the tables
         quarters = torch.minimum(torch.maximum(quarters, lowest), lowest + self.levels * MEAN_STEPS - 1)
         centre = torch.div(quarters, MEAN_STEPS, rounding_mode="floor")
         table = (index * MEAN_STEPS + (quarters - centre * MEAN_STEPS)).numpy().reshape(-1)
-        return table.astype(self.table_dtype), centre
+        return table.astype(self.table_dtype), centre.reshape(-1)
 
-    def _groups(self, table: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-        """Positions sorted by table (stable) and ``(table, start, end)`` of each non-empty group."""
-        order = np.argsort(table, kind="stable")
-        counts = np.bincount(table, minlength=len(self.freqs))
+    def _groups(self, table: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+        """``positions`` sorted by their table (stable) and ``(table, start, end)`` of each non-empty group."""
+        mine = table[positions]
+        order = positions[np.argsort(mine, kind="stable")]
+        counts = np.bincount(mine, minlength=len(self.freqs))
         ends = np.cumsum(counts)
         return order, [(int(t), int(ends[t] - counts[t]), int(ends[t])) for t in np.flatnonzero(counts)]
+
+    def _steps(self, n: int, shape: tuple[int, int, int]) -> tuple[torch.Tensor, list[tuple[int, np.ndarray]]]:
+        """Decoding step of every latent of ``n`` images (``(n, C, H, W)``) and ``(step, flat positions)`` of each
+        step that has latents (a 1x1 latent has no second checkerboard step)."""
+        ids = self.net.step_ids(*shape).expand(n, *shape)
+        flat = ids.reshape(-1).numpy()
+        steps = [(k, np.flatnonzero(flat == k)) for k in range(self.net.steps)]
+        return ids, [(k, where) for k, where in steps if where.size]
 
     @torch.inference_mode()
     def encode(self, symbols: list[np.ndarray]) -> bytes:
         """One stream for a chunk of equally shaped symbol arrays."""
         s = torch.from_numpy(np.stack(symbols).astype(np.int64))
         z = self.zq.to_symbols(self.net.h_a(self.q.from_symbols(s)))
-        table, centre = self._tables(z, tuple(s.shape[-2:]))
-        offsets = (s + self.lo - centre + self.radius).numpy().reshape(-1).astype(np.int32)
-        order, groups = self._groups(table)
+        values = s + self.lo
+        ids, positions = self._steps(len(symbols), tuple(s.shape[1:]))
+        offsets = np.empty(values.numel(), dtype=np.int32)
+        plan = []
+        for k, where in positions:
+            known = values * (ids < k) if k else None
+            table, centre = self._tables(z, tuple(s.shape[-2:]), known, k)
+            offsets[where] = (values.reshape(-1)[where] - centre[where] + self.radius).numpy()
+            plan.append(self._groups(table, where))
         coder = constriction.stream.stack.AnsCoder()
-        for t, a, b in reversed(groups):
-            coder.encode_reverse(offsets[order[a:b]], self._model(t))
+        for order, groups in reversed(plan):
+            for t, a, b in reversed(groups):
+                coder.encode_reverse(offsets[order[a:b]], self._model(t))
         z_np = z.numpy()
         for c in reversed(range(z_np.shape[1])):
             coder.encode_reverse(z_np[:, c].reshape(-1).astype(np.int32), self.z_coder.models[c])
@@ -77,15 +96,19 @@ class HyperpriorCoder:
             raise FormatError("corrupt chunk (its images have different latent shapes)")
         n, (c, h, w) = len(shapes), shapes[0]
         zh, zw = self.net.side_size(h, w)
+        ids, positions = self._steps(n, (c, h, w))
+        values = torch.zeros(n * c * h * w, dtype=torch.int64)
         with reading(data) as coder:
             z = np.empty((n, self.zq.lo.numel(), zh, zw), dtype=np.int64)
             for k in range(z.shape[1]):
                 z[:, k] = coder.decode(self.z_coder.models[k], n * zh * zw).reshape(n, zh, zw)
-            table, centre = self._tables(torch.from_numpy(z), (h, w))
-            order, groups = self._groups(table)
-            offsets = np.empty(len(order), dtype=np.int64)
-            offsets[order] = np.concatenate([coder.decode(self._model(t), b - a) for t, a, b in groups])
-        s = torch.from_numpy(offsets).view(n, c, h, w) - self.radius + centre - self.lo
+            for k, where in positions:
+                known = values.view(n, c, h, w) * (ids < k) if k else None
+                table, centre = self._tables(torch.from_numpy(z), (h, w), known, k)
+                order, groups = self._groups(table, where)
+                offsets = np.concatenate([coder.decode(self._model(t), b - a) for t, a, b in groups])
+                values[order] = torch.from_numpy(offsets.astype(np.int64)) - self.radius + centre[order]
+        s = values.view(n, c, h, w) - self.lo
         if int(s.min()) < 0 or int(s.max()) >= self.levels:
             raise FormatError("corrupt bitstream (latent out of the quantiser's range)")
         return list(s.numpy())

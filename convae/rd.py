@@ -1,6 +1,6 @@
 """The rate-distortion report (``convae eval --rd``, ``nox -s rd``).
 
-Fashion-MNIST test set: every shipped ``fm-*`` and ``fmh-*`` variant (and ``seed``) through the real
+Fashion-MNIST test set: every shipped ``fm-*``, ``fmh-*`` and ``fmc-*`` variant (and ``seed``) through the real
 compress/decompress path (bits from the .npy plus its manifest), JPEG/WebP/AVIF one file per image and as one
 mosaic of all images, PNG (lossless size) and PCA at 8 bits. Photos (BSDS500/val, never trained
 on): the shipped ``photo-*`` and ``photoh-*`` variants against JPEG/WebP/AVIF per image, in grayscale
@@ -231,7 +231,8 @@ def run_rd(out: Path, fashion: Path | None, photos: Path | None, limit: int | No
     out.mkdir(parents=True, exist_ok=True)
     reports: list[Report] = []
     if fashion is not None:
-        families = {"convae-fm": shipped("fm-*"), "convae-fmh": shipped("fmh-*"), "convae-seed": shipped("seed")}
+        families = {"convae-fm": shipped("fm-*"), "convae-fmh": shipped("fmh-*"), "convae-fmc": shipped("fmc-*"),
+                    "convae-seed": shipped("seed")}
         if fm_models is not None:
             families = {"convae-fm": fm_models}
         reports.append(run_fashion(fashion, out, limit, quick, families, log))

@@ -37,6 +37,19 @@ def _grid(v: Tensor, bits: int) -> Tensor:
     return torch.round(v * 2.0**bits) / 2.0**bits  # exact in float64
 
 
+def _floor_activation(x: Tensor, low: float) -> Tensor:
+    """Activations on the exact grid: clamped to ``[low, A_MAX]`` and floored to multiples of 2^-A_BITS."""
+    return torch.floor(x.clamp(low, A_MAX) * 2.0**A_BITS) / 2.0**A_BITS
+
+
+def check_exact_layer(layer: nn.Module, fan_in: int, a_max: float, in_bits: int, what: str) -> None:
+    """Raise ``ValueError`` if ``layer`` on the exact grid (inputs ``|a| <= a_max`` on a 2^-in_bits grid) could
+    sum past 2^52, where float64 stops being exact."""
+    w_max, b_max = float(layer.weight.abs().max()), float(layer.bias.abs().max())
+    if (fan_in * w_max * a_max + b_max + 1) * 2.0 ** (W_BITS + in_bits) >= EXACT_LIMIT:
+        raise ValueError(f"{what} exceeds the exact float64 range")
+
+
 def _up_padding(size: int, src: int) -> int:
     """``output_padding`` of a stride-2, 5x5, padding-2 transposed conv that maps ``src`` to ``size``."""
     return size - (2 * src - 1)
@@ -73,7 +86,7 @@ class HyperpriorAutoencoder(LearnedCodec):
             if exact:
                 w, b = _grid(w.double(), W_BITS), _grid(b.double(), W_BITS)
                 if i:
-                    x = torch.floor(x.clamp(0, A_MAX) * 2.0**A_BITS) / 2.0**A_BITS
+                    x = _floor_activation(x, 0.0)
             if i < 2:
                 pad = (_up_padding(sizes[i][0], x.shape[-2]), _up_padding(sizes[i][1], x.shape[-1]))
                 x = F.relu(F.conv_transpose2d(x, w, b, stride=2, padding=2, output_padding=pad))
@@ -89,10 +102,7 @@ class HyperpriorAutoencoder(LearnedCodec):
         a_max = z_max
         for i, layer in enumerate(self.h_s):
             fan_in = layer.weight[0].numel() if i == 2 else layer.weight[:, 0].numel()
-            bound = (fan_in * float(layer.weight.abs().max()) * a_max + float(layer.bias.abs().max()) + 1) * 2.0 ** (
-                W_BITS + (A_BITS if i else 0))
-            if bound >= EXACT_LIMIT:
-                raise ValueError(f"hyper-synthesis layer {i} exceeds the exact float64 range")
+            check_exact_layer(layer, fan_in, a_max, A_BITS if i else 0, f"hyper-synthesis layer {i}")
             a_max = A_MAX
 
     @staticmethod
@@ -100,10 +110,41 @@ class HyperpriorAutoencoder(LearnedCodec):
         """Side-latent size for latents of ``height x width`` (two stride-2 convolutions)."""
         return (height + 3) // 4, (width + 3) // 4
 
+    # ------------------------------------------------------------ decoding steps (one here; see ``context``)
+
+    steps = 1  # latents are decoded in ``steps`` groups; a context model conditions each on the groups before it
+
+    def step_ids(self, channels: int, height: int, width: int) -> Tensor:
+        """Decoding step (int64 ``(C, H, W)``) of every latent: all in step 0 here."""
+        return torch.zeros(channels, height, width, dtype=torch.int64)
+
+    def _refine(self, mean: Tensor, log_scale: Tensor, known: Tensor, step: int, exact: bool) -> tuple[Tensor, Tensor]:
+        """Mean and log-scale for latents of ``step`` given the latents of earlier steps (``known``, 0 elsewhere)."""
+        return mean, log_scale
+
+    def _entropy_params(self, y_hat: Tensor, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """Training-time mean and log-scale of every latent: each from its step's context."""
+        mean, log_scale = self._hyper_synthesis(z_hat, y_hat.shape[-2:], exact=False)
+        if self.steps == 1:
+            return mean, log_scale
+        ids = self.step_ids(*y_hat.shape[1:]).to(y_hat.device)
+        out_mean, out_log_scale = mean, log_scale
+        for k in range(1, self.steps):
+            m, s = self._refine(mean, log_scale, y_hat * (ids < k), k, exact=False)
+            out_mean, out_log_scale = torch.where(ids == k, m, out_mean), torch.where(ids == k, s, out_log_scale)
+        return out_mean, out_log_scale
+
     @torch.no_grad()
-    def exact_params(self, z: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        """Mean in quarters (``floor(4 * mean)``) and scale index per latent, from integer side latents ``z``."""
+    def exact_params(self, z: Tensor, size: tuple[int, int], known: Tensor | None = None,
+                     step: int = 0) -> tuple[Tensor, Tensor]:
+        """Mean in quarters (``floor(4 * mean)``) and scale index per latent, from integer side latents ``z``.
+
+        Valid for the latents of decoding ``step``, given the integer latents ``known`` of earlier steps (zero
+        at the others; unused by a one-step model).
+        """
         mean, log_scale = self._hyper_synthesis(z.double(), size, exact=True)
+        if step:
+            mean, log_scale = self._refine(mean, log_scale, known.double(), step, exact=True)
         quarters = torch.floor(mean * MEAN_STEPS).to(torch.int64)
         index = torch.floor((log_scale - SCALE_MIN_LOG) * SCALE_STEPS).clamp(0, SCALES - 1).to(torch.int64)
         return quarters, index
@@ -116,7 +157,7 @@ class HyperpriorAutoencoder(LearnedCodec):
         y_hat = _ste_round(y) if self.training else torch.round(y)
         z = self.h_a(y_hat)
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
-        mean, log_scale = self._hyper_synthesis(_ste_round(z), y.shape[-2:], exact=False)
+        mean, log_scale = self._entropy_params(y_hat, _ste_round(z))
         scale = torch.exp(log_scale.clamp(SCALE_MIN_LOG, SCALE_MIN_LOG + SCALES / SCALE_STEPS))
         y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else y_hat
         v = (y_noisy - mean).abs()  # evaluate in the lower tail, where the normal CDF is accurate

@@ -1,0 +1,82 @@
+"""``fmc-q*``: the hyperprior codec with a checkerboard and channel context (He et al. 2021; Minnen & Singh 2020).
+
+Latents are decoded in four steps: the first half of the channels at the "anchor" positions of a
+checkerboard, then the rest of that half, then the anchors and the rest of the second half. The
+first step uses the hyperprior's mean and scale as they are; each later step adds a correction
+computed by a small network from those and the latents already decoded (zero where not yet
+known). At coding time the correction runs on the hyperprior's exact grid, so encoder and decoder
+derive the same Gaussian tables on any machine.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from convae.models.hyperprior import (
+    A_BITS,
+    A_MAX,
+    FMH,
+    FMH_LAMBDAS,
+    W_BITS,
+    HyperpriorAutoencoder,
+    _floor_activation,
+    _grid,
+    check_exact_layer,
+)
+from convae.models.learned import register_family
+
+
+class ContextHyperpriorAutoencoder(HyperpriorAutoencoder):
+    """Mean-scale hyperprior plus a per-step context correction with ``ctx_hidden`` hidden channels."""
+
+    steps = 4
+
+    def __init__(self, in_channels: int = 1, n: int = 64, m: int = 48, depth: int = 2, lmbda: float = 0.01,
+                 hyper: int = 48, z_channels: int = 16, ctx_hidden: int = 32) -> None:
+        super().__init__(in_channels, n, m, depth, lmbda, hyper, z_channels)
+        self.ctx = nn.ModuleList()
+        for _ in range(self.steps - 1):
+            out = nn.Conv2d(ctx_hidden, 2 * m, 1)
+            nn.init.zeros_(out.weight)  # starts as the plain hyperprior: warm starts lose nothing
+            nn.init.zeros_(out.bias)
+            self.ctx.append(nn.ModuleList([nn.Conv2d(3 * m, ctx_hidden, 3, padding=1), out]))
+
+    def step_ids(self, channels: int, height: int, width: int) -> Tensor:
+        """Step ``2 * half + (i + j) % 2`` of the latent at channel ``c``, row ``i``, column ``j``."""
+        half = (torch.arange(channels) >= channels // 2).to(torch.int64).view(-1, 1, 1)
+        parity = (torch.arange(height).view(-1, 1) + torch.arange(width).view(1, -1)) % 2
+        return 2 * half + parity
+
+    def _refine(self, mean: Tensor, log_scale: Tensor, known: Tensor, step: int, exact: bool) -> tuple[Tensor, Tensor]:
+        first, last = self.ctx[step - 1]
+        params = torch.cat([mean, log_scale], dim=1)
+        if exact:
+            params = _floor_activation(params, -A_MAX)
+        x = torch.cat([params, known], dim=1)
+        layers = [(first.weight, first.bias), (last.weight, last.bias)]
+        if exact:
+            layers = [(_grid(w.double(), W_BITS), _grid(b.double(), W_BITS)) for w, b in layers]
+        h = F.relu(F.conv2d(x, *layers[0], padding=1))
+        if exact:
+            h = _floor_activation(h, 0.0)
+        dm, ds = F.conv2d(h, *layers[1]).chunk(2, dim=1)
+        return mean + dm, log_scale + ds
+
+    @torch.no_grad()
+    def check_exact(self) -> None:
+        """Also bound the context layers' exact-grid sums (inputs within the quantiser's range or the grid's)."""
+        super().check_exact()
+        y_max = float(max(self.quantizer.lo.abs().max(), self.quantizer.hi.abs().max()))
+        for k, (first, last) in enumerate(self.ctx, start=1):
+            check_exact_layer(first, first.weight[0].numel(), max(A_MAX, y_max), A_BITS, f"context layer {k}a")
+            check_exact_layer(last, last.weight[0].numel(), A_MAX, A_BITS, f"context layer {k}b")
+
+
+FMC = {**FMH, "ctx_hidden": 32}
+for _name, _lmbda in FMH_LAMBDAS.items():
+    _name = _name.replace("fmh-", "fmc-")
+    register_family(ContextHyperpriorAutoencoder, _name,
+                    f"Fashion-MNIST, 7x7x32 latents, mean-scale hyperprior + checkerboard/channel context, "
+                    f"lambda {_lmbda}", **FMC, lmbda=_lmbda)
