@@ -85,3 +85,23 @@ def image_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "images"
     write_pngs(folder, make_images(12, seed=2))
     return folder
+
+
+def check_chunk_round_trip(net, sizes: tuple[tuple[int, int], ...] = ((28, 9), (36, 3), (4, 1))) -> None:
+    """For ``(size, count)`` generated images: one chunk decodes to the same symbols, and decoding and
+    re-encoding on one torch thread gives the same symbols and bytes (the entropy model is thread-independent)."""
+    coder = net.entropy_coder(net.quantizer)
+    for size, n in sizes:
+        x = torch.from_numpy(make_images(n, size=size, seed=size)).float().div(255)[:, None]
+        with torch.no_grad():
+            symbols = list(net.quantizer.to_symbols(net.encode(x)).numpy())
+        data = coder.encode(symbols)
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            back = coder.decode(data, [s.shape for s in symbols])
+            one_thread = coder.encode(symbols)
+        finally:
+            torch.set_num_threads(threads)
+        assert all(np.array_equal(a, b) for a, b in zip(symbols, back, strict=True))
+        assert one_thread == data

@@ -12,7 +12,7 @@ from convae.registry import create_model, list_models
 from convae.models.context import ContextHyperpriorAutoencoder
 from convae.weightfile import save_weights
 from convae.zoo import load_model, warm_start
-from tests.conftest import make_images, train_tiny, write_pngs
+from tests.conftest import check_chunk_round_trip, make_images, train_tiny, write_pngs
 
 TINY = {"n": 8, "m": 4, "hyper": 8, "z_channels": 4, "ctx_hidden": 8}
 
@@ -101,22 +101,7 @@ def tiny_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_chunk_round_trip_is_bit_exact_and_thread_independent(tiny_context):
-    net = load_model(str(tiny_context)).model
-    coder = net.entropy_coder(net.quantizer)
-    for size, n in [(28, 9), (36, 3), (4, 1)]:
-        x = torch.from_numpy(make_images(n, size=size, seed=size)).float().div(255)[:, None]
-        with torch.no_grad():
-            symbols = list(net.quantizer.to_symbols(net.encode(x)).numpy())
-        data = coder.encode(symbols)
-        threads = torch.get_num_threads()
-        try:
-            torch.set_num_threads(1)
-            back = coder.decode(data, [s.shape for s in symbols])
-            one_thread = coder.encode(symbols)
-        finally:
-            torch.set_num_threads(threads)
-        assert all(np.array_equal(a, b) for a, b in zip(symbols, back, strict=True))
-        assert one_thread == data
+    check_chunk_round_trip(load_model(str(tiny_context)).model)
 
 
 def test_codes_of_a_context_model_are_refused_by_its_hyperprior_twin(tiny_context, tmp_path):

@@ -14,7 +14,7 @@ from convae.errors import FormatError, WeightsError
 from convae.models.hyperprior import HyperpriorAutoencoder, gaussian_tables
 from convae.weightfile import save_weights
 from convae.zoo import DEFAULT_MODEL, load_model, shipped_weights, warm_start
-from tests.conftest import make_images, train_tiny, write_pngs
+from tests.conftest import check_chunk_round_trip, make_images, train_tiny, write_pngs
 
 TINY = {"n": 8, "m": 4, "hyper": 8, "z_channels": 4}
 
@@ -63,20 +63,7 @@ def _symbols(net: HyperpriorAutoencoder, n: int, size: int, seed: int) -> list[n
 
 
 def test_chunk_round_trip_is_bit_exact_and_thread_independent(tiny_hyper):
-    net = load_model(str(tiny_hyper)).model
-    coder = net.entropy_coder(net.quantizer)
-    for size, n in [(28, 9), (36, 3), (4, 1)]:
-        symbols = _symbols(net, n, size, seed=size)
-        data = coder.encode(symbols)
-        threads = torch.get_num_threads()
-        try:
-            torch.set_num_threads(1)
-            back = coder.decode(data, [s.shape for s in symbols])
-            one_thread = coder.encode(symbols)
-        finally:
-            torch.set_num_threads(threads)
-        assert all(np.array_equal(a, b) for a, b in zip(symbols, back, strict=True))
-        assert one_thread == data
+    check_chunk_round_trip(load_model(str(tiny_hyper)).model)
 
 
 def test_exact_side_path_stays_on_its_grid(tiny_hyper):
