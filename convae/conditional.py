@@ -6,7 +6,7 @@ then the latents ``y`` step by step (one step for the plain hyperprior; four for
 whose tables for a step depend on the latents of the steps before it), within a step grouped by
 Gaussian table (ascending table id, positions in C order within a group). Each latent is coded as
 its offset from the predicted mean (in whole steps), with the table of its predicted scale and
-mean quarter (``HyperpriorAutoencoder.exact_params``).
+mean quarter (``HyperpriorAutoencoder.exact_hyper`` and ``exact_params``).
 """
 
 from __future__ import annotations
@@ -40,10 +40,14 @@ class HyperpriorCoder:
             self._models[table] = constriction.stream.model.Categorical(row / row.sum(), perfect=False)
         return self._models[table]
 
-    def _tables(self, z_symbols: torch.Tensor, size: tuple[int, int], known: torch.Tensor | None,
+    def _hyper(self, z_symbols: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The exact hyper-synthesis of a chunk (computed once, shared by its decoding steps)."""
+        return self.net.exact_hyper(self.zq.from_symbols(z_symbols).cpu(), size)
+
+    def _tables(self, hyper: tuple[torch.Tensor, torch.Tensor], known: torch.Tensor | None,
                 step: int) -> tuple[np.ndarray, torch.Tensor]:
         """Table id and centre (whole latent value) per latent, valid for the latents of decoding ``step``."""
-        quarters, index = self.net.exact_params(self.zq.from_symbols(z_symbols).cpu(), size, known, step)
+        quarters, index = self.net.exact_params(hyper, known, step)
         lowest = self.lo * MEAN_STEPS  # means clamped into the quantiser's range keep every offset within the tables
         quarters = torch.minimum(torch.maximum(quarters, lowest), lowest + self.levels * MEAN_STEPS - 1)
         centre = torch.div(quarters, MEAN_STEPS, rounding_mode="floor")
@@ -75,9 +79,10 @@ class HyperpriorCoder:
         ids, positions = self._steps(len(symbols), tuple(s.shape[1:]))
         offsets = np.empty(values.numel(), dtype=np.int32)
         plan = []
+        hyper = self._hyper(z, tuple(s.shape[-2:]))
         for k, where in positions:
             known = values * (ids < k) if k else None
-            table, centre = self._tables(z, tuple(s.shape[-2:]), known, k)
+            table, centre = self._tables(hyper, known, k)
             offsets[where] = (values.reshape(-1)[where] - centre[where] + self.radius).numpy()
             plan.append(self._groups(table, where))
         coder = constriction.stream.stack.AnsCoder()
@@ -102,9 +107,10 @@ class HyperpriorCoder:
             z = np.empty((n, self.zq.lo.numel(), zh, zw), dtype=np.int64)
             for k in range(z.shape[1]):
                 z[:, k] = coder.decode(self.z_coder.models[k], n * zh * zw).reshape(n, zh, zw)
+            hyper = self._hyper(torch.from_numpy(z), (h, w))
             for k, where in positions:
                 known = values.view(n, c, h, w) * (ids < k) if k else None
-                table, centre = self._tables(torch.from_numpy(z), (h, w), known, k)
+                table, centre = self._tables(hyper, known, k)
                 order, groups = self._groups(table, where)
                 offsets = np.concatenate([coder.decode(self._model(t), b - a) for t, a, b in groups])
                 values[order] = torch.from_numpy(offsets.astype(np.int64)) - self.radius + centre[order]

@@ -3,7 +3,7 @@
 Side information ``z = round(h_a(y))`` is coded with a factorized prior; the hyper-synthesis
 ``h_s(z)`` predicts a mean and a log-scale for every latent, and each latent is coded with a
 discretised Gaussian of that mean and scale. At coding time the hyper-synthesis runs on an exact
-grid (``exact_params``): weights and biases rounded to multiples of 2^-W_BITS, activations floored
+grid (``exact_hyper``): weights and biases rounded to multiples of 2^-W_BITS, activations floored
 to multiples of 2^-A_BITS and clamped, in float64, where every product and partial sum is exactly
 representable. So the decoder derives the same mean and scale index as the encoder on any
 machine and thread count, independent of summation order. The Gaussian tables are integer
@@ -135,14 +135,19 @@ class HyperpriorAutoencoder(LearnedCodec):
         return out_mean, out_log_scale
 
     @torch.no_grad()
-    def exact_params(self, z: Tensor, size: tuple[int, int], known: Tensor | None = None,
+    def exact_hyper(self, z: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """The hyper-synthesis' mean and log-scale (float64, on the exact grid) from integer side latents ``z``."""
+        return self._hyper_synthesis(z.double(), size, exact=True)
+
+    @torch.no_grad()
+    def exact_params(self, hyper: tuple[Tensor, Tensor], known: Tensor | None = None,
                      step: int = 0) -> tuple[Tensor, Tensor]:
-        """Mean in quarters (``floor(4 * mean)``) and scale index per latent, from integer side latents ``z``.
+        """Mean in quarters (``floor(4 * mean)``) and scale index per latent, from ``exact_hyper``'s output.
 
         Valid for the latents of decoding ``step``, given the integer latents ``known`` of earlier steps (zero
         at the others; unused by a one-step model).
         """
-        mean, log_scale = self._hyper_synthesis(z.double(), size, exact=True)
+        mean, log_scale = hyper
         if step:
             mean, log_scale = self._refine(mean, log_scale, known.double(), step, exact=True)
         quarters = torch.floor(mean * MEAN_STEPS).to(torch.int64)
