@@ -135,3 +135,26 @@ def test_junk_streams_decode_to_an_error_or_to_valid_symbols(tiny_context):
         except FormatError:
             continue
         assert all(int(s.min()) >= 0 and int(s.max()) < int(net.quantizer.levels) for s in out)
+
+
+@pytest.mark.parametrize("name", list_models("fmc-q*"))
+def test_shipped_context_models_load_calibrated_and_code_bit_exactly(name):
+    from convae.zoo import shipped_weights
+
+    if shipped_weights(name) is None:
+        pytest.skip(f"{name} weights are not shipped")
+    loaded = load_model(name)
+    net = loaded.model
+    net.check_exact()
+    assert net.quantizer.calibrated and net.y_freqs.numel() > 0
+    assert loaded.metadata["init_variant"] in (name, name.replace("fmc-", "fmh-"))  # warm-started as recorded
+    assert "train_zoo.sh" in loaded.metadata["command"] and loaded.metadata["dataset"].startswith("fashion-mnist:")
+    assert all(float(last.weight.detach().abs().max()) > 0 for _, last in net.ctx)  # trained away from the zero start
+    check_chunk_round_trip(net, sizes=((28, 20),))
+
+
+def test_shipped_weights_stay_under_20_mb():
+    from importlib import resources
+
+    folder = Path(str(resources.files("convae") / "weights"))
+    assert sum(p.stat().st_size for p in folder.glob("*.safetensors")) < 20_000_000
