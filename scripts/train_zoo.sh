@@ -77,8 +77,9 @@ for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1
     # the context layers start at zero (the plain hyperprior's tables) and learn in 6 epochs, one thread;
     # then 6 more at half the learning rate for q5. (Its recorded first round wrote fmc-q5.safetensors,
     # renamed fmc-q5-r1. The same second round made q2-q4 worse, +0.5 to +2.7 % rate for +0.02 dB or
-    # less on 3,000 test images, and was not shipped. The second round of q4/q5 includes a 10-minute
-    # SIGSTOP pause while the speed benchmark ran.)
+    # less on 3,000 test images, and was not shipped; so was 6 epochs at a constant 1e-4 (`--recipe blog
+    # --batch-size 64 --lr 1e-4`) for q3/q4: +1.2/+1.0 % rate, -0.03/-0.07 dB. The second round of q4/q5
+    # includes a 10-minute SIGSTOP pause while the speed benchmark ran.)
     fmc-q[1-4]|fmc-q5-r1) K=${NAME%-r1}; run "$NAME" "$K" --data "$FM" --epochs 6 --batch-size 64 --lr 5e-4 \
       --threads 1 --init "$RUNS/fmh-${K#fmc-}.safetensors" ;;
     fmc-q5) run fmc-q5 fmc-q5 --data "$FM" --epochs 6 --batch-size 64 --lr 2.5e-4 --threads 1 \
