@@ -3,7 +3,7 @@
 #
 # Usage: scripts/train_zoo.sh [STEP...]   (default: all steps, in the order below; later fm steps start from earlier ones)
 # Env:   DATA (default ../shared/data), RUNS (default runs/zoo), CONVAE (default: convae on PATH),
-#        SHIP=1 to copy each finished file into convae/weights/ (hyperprior variants as float16, with PYTHON,
+#        SHIP=1 to copy each finished file into convae/weights/ (hyperprior and context variants as float16, with PYTHON,
 #        default python3, the interpreter convae is installed in).
 # Each run records its command line, seed, data set, recipe, training seconds and the weights it started
 # from in the safetensors metadata (see `convae train --meta/--init`). Recorded runs: 2 shared CPU cores.
@@ -31,7 +31,7 @@ run() {  # run OUT MODEL ARGS...: train MODEL into $RUNS/OUT.safetensors, record
   "${cmd[@]}" --meta "command=scripts/train_zoo.sh $out: ${cmd[*]}"
   if [[ ${SHIP:-0} == 1 && $out == "$model" ]]; then
     case $out in  # hyperprior variants ship as float16 (see scripts/half_weights.py)
-      fmh-*|photoh-*) "${PYTHON:-python3}" scripts/half_weights.py "$RUNS/$out.safetensors" "convae/weights/$out.safetensors" ;;
+      fmh-*|fmc-*|photoh-*) "${PYTHON:-python3}" scripts/half_weights.py "$RUNS/$out.safetensors" "convae/weights/$out.safetensors" ;;
       *) cp "$RUNS/$out.safetensors" "convae/weights/$out.safetensors" ;;
     esac
   fi
