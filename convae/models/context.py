@@ -39,7 +39,7 @@ class ContextHyperpriorAutoencoder(HyperpriorAutoencoder):
         self.ctx = nn.ModuleList()
         for _ in range(self.steps - 1):
             out = nn.Conv2d(ctx_hidden, 2 * m, 1)
-            nn.init.zeros_(out.weight)  # starts as the plain hyperprior: warm starts lose nothing
+            nn.init.zeros_(out.weight)  # starts with the plain hyperprior's prediction (for warm starts from fmh)
             nn.init.zeros_(out.bias)
             self.ctx.append(nn.ModuleList([nn.Conv2d(3 * m, ctx_hidden, 3, padding=1), out]))
 
