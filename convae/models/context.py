@@ -19,11 +19,10 @@ from convae.models.hyperprior import (
     A_MAX,
     FMH,
     FMH_LAMBDAS,
-    W_BITS,
     HyperpriorAutoencoder,
     _floor_activation,
-    _grid,
     check_exact_layer,
+    layer_weights,
 )
 from convae.models.learned import register_family
 
@@ -55,13 +54,10 @@ class ContextHyperpriorAutoencoder(HyperpriorAutoencoder):
         if exact:
             params = _floor_activation(params, -A_MAX)
         x = torch.cat([params, known], dim=1)
-        layers = [(first.weight, first.bias), (last.weight, last.bias)]
-        if exact:
-            layers = [(_grid(w.double(), W_BITS), _grid(b.double(), W_BITS)) for w, b in layers]
-        h = F.relu(F.conv2d(x, *layers[0], padding=1))
+        h = F.relu(F.conv2d(x, *layer_weights(first, exact), padding=1))
         if exact:
             h = _floor_activation(h, 0.0)
-        dm, ds = F.conv2d(h, *layers[1]).chunk(2, dim=1)
+        dm, ds = F.conv2d(h, *layer_weights(last, exact)).chunk(2, dim=1)
         return mean + dm, log_scale + ds
 
     @torch.no_grad()
@@ -75,8 +71,7 @@ class ContextHyperpriorAutoencoder(HyperpriorAutoencoder):
 
 
 FMC = {**FMH, "ctx_hidden": 32}
-for _name, _lmbda in FMH_LAMBDAS.items():
-    _name = _name.replace("fmh-", "fmc-")
-    register_family(ContextHyperpriorAutoencoder, _name,
+for _twin, _lmbda in FMH_LAMBDAS.items():
+    register_family(ContextHyperpriorAutoencoder, _twin.replace("fmh-", "fmc-"),
                     f"Fashion-MNIST, 7x7x32 latents, mean-scale hyperprior + checkerboard/channel context, "
                     f"lambda {_lmbda}", **FMC, lmbda=_lmbda)

@@ -37,6 +37,13 @@ def _grid(v: Tensor, bits: int) -> Tensor:
     return torch.round(v * 2.0**bits) / 2.0**bits  # exact in float64
 
 
+def layer_weights(layer: nn.Module, exact: bool) -> tuple[Tensor, Tensor]:
+    """A layer's weight and bias; with ``exact``, in float64 rounded to multiples of 2^-W_BITS."""
+    if not exact:
+        return layer.weight, layer.bias
+    return _grid(layer.weight.double(), W_BITS), _grid(layer.bias.double(), W_BITS)
+
+
 def _floor_activation(x: Tensor, low: float) -> Tensor:
     """Activations on the exact grid: clamped to ``[low, A_MAX]`` and floored to multiples of 2^-A_BITS."""
     return torch.floor(x.clamp(low, A_MAX) * 2.0**A_BITS) / 2.0**A_BITS
@@ -82,11 +89,9 @@ class HyperpriorAutoencoder(LearnedCodec):
         sizes = [((size[0] + 1) // 2, (size[1] + 1) // 2), size]
         x = z
         for i, layer in enumerate(self.h_s):
-            w, b = layer.weight, layer.bias
-            if exact:
-                w, b = _grid(w.double(), W_BITS), _grid(b.double(), W_BITS)
-                if i:
-                    x = _floor_activation(x, 0.0)
+            w, b = layer_weights(layer, exact)
+            if exact and i:
+                x = _floor_activation(x, 0.0)
             if i < 2:
                 pad = (_up_padding(sizes[i][0], x.shape[-2]), _up_padding(sizes[i][1], x.shape[-1]))
                 x = F.relu(F.conv_transpose2d(x, w, b, stride=2, padding=2, output_padding=pad))
