@@ -5,6 +5,7 @@ Library imports happen inside the commands so ``--help`` and ``--version`` stay 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -98,6 +99,20 @@ def models_cmd(
         stdout.print(table)
 
 
+def _config_overrides(items: list[str], known: dict, model: str) -> dict:
+    """``--config KEY=VALUE`` items as a dict; each key must be in the variant's config, each value JSON."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise fail(f"--config {item!r}: give KEY=VALUE with KEY one of {', '.join(sorted(known))} ({model})", 2)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise fail(f"--config {item!r}: {value!r} is not a JSON value (e.g. 0, 0.5, true)", 2) from None
+    return out
+
+
 @app.command("train")
 def train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the weights (.safetensors).")],
@@ -112,11 +127,12 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
     nproc: Annotated[int, typer.Option(help="Launch N processes with torchrun (DDP).")] = 1,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads per process.")] = None,
-    init: Annotated[Path | None, typer.Option(help="Start from these weights (same architecture).")] = None,
+    init: Annotated[Path | None, typer.Option(help="Start from these weights (what fits by name and shape).")] = None,
     limit: Annotated[int | None, typer.Option(help="Train on the first N training images only.")] = None,
     lmbda: Annotated[float | None, typer.Option(help="Rate-distortion weight (variants with a rate term).")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Leave out folder images matching this glob.")] = None,
     meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE recorded in the weights' metadata.")] = None,
+    config: Annotated[list[str] | None, typer.Option(help="KEY=VALUE (JSON) overriding the config.")] = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
     quiet: QuietOpt = False,
@@ -152,7 +168,8 @@ def train_cmd(
         torch.manual_seed(seed)  # initialisation; train() seeds the data order
         if lmbda is not None and "lmbda" not in get_spec(model).config:
             raise fail(f"--lmbda: variant {model!r} has no rate term", 2)
-        net = create_model(model, **({"lmbda": lmbda} if lmbda is not None else {}))
+        overrides = _config_overrides(config or [], get_spec(model).config, model)
+        net = create_model(model, **overrides, **({"lmbda": lmbda} if lmbda is not None else {}))
         extra = dict(item.split("=", 1) for item in meta or [] if "=" in item)
         if len(extra) != len(meta or []):
             raise fail("--meta takes KEY=VALUE", 2)

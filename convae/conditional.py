@@ -6,7 +6,7 @@ then the latents ``y`` step by step (one step for the plain hyperprior; four for
 whose tables for a step depend on the latents of the steps before it), within a step grouped by
 Gaussian table (ascending table id, positions in C order within a group). Each latent is coded as
 its offset from the predicted mean (in whole steps), with the table of its predicted scale and
-mean quarter (``HyperpriorAutoencoder.exact_hyper`` and ``exact_params``).
+mean step (``HyperpriorAutoencoder.exact_hyper`` and ``exact_params``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 
 from convae.entropy import EntropyCoder, reading, stream_bytes
 from convae.errors import FormatError
-from convae.models.hyperprior import MEAN_STEPS, HyperpriorAutoencoder
+from convae.models.hyperprior import HyperpriorAutoencoder
 
 
 class HyperpriorCoder:
@@ -47,11 +47,12 @@ class HyperpriorCoder:
     def _tables(self, hyper: tuple[torch.Tensor, torch.Tensor], known: torch.Tensor | None,
                 step: int) -> tuple[np.ndarray, torch.Tensor]:
         """Table id and centre (whole latent value) per latent, valid for the latents of decoding ``step``."""
-        quarters, index = self.net.exact_params(hyper, known, step)
-        lowest = self.lo * MEAN_STEPS  # means clamped into the quantiser's range keep every offset within the tables
-        quarters = torch.minimum(torch.maximum(quarters, lowest), lowest + self.levels * MEAN_STEPS - 1)
-        centre = torch.div(quarters, MEAN_STEPS, rounding_mode="floor")
-        table = (index * MEAN_STEPS + (quarters - centre * MEAN_STEPS)).numpy().reshape(-1)
+        steps, index = self.net.exact_params(hyper, known, step)
+        k = self.net.mean_steps
+        lowest = self.lo * k  # means clamped into the quantiser's range keep every offset within the tables
+        steps = torch.minimum(torch.maximum(steps, lowest), lowest + self.levels * k - 1)
+        centre = torch.div(steps, k, rounding_mode="floor")
+        table = (index * k + (steps - centre * k)).numpy().reshape(-1)
         return table.astype(self.table_dtype), centre.reshape(-1)
 
     def _groups(self, table: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:

@@ -79,13 +79,24 @@ def load_model(name_or_path: str | None = None) -> LoadedModel:
     return LoadedModel(_build(state, meta, path), sha, source, meta)
 
 
-def _build(state: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> Autoencoder:
+# Config options added after weights were first saved, with the value a file saved before implies.
+LATER_OPTIONS = {"post": 0, "mean_steps": 4}
+
+
+def _stored_config(meta: dict[str, str], path: Path) -> dict:
+    """The config a weights file was saved with; options it predates take their value from before."""
     try:
         config = json.loads(meta.get("config", "{}"))
     except json.JSONDecodeError as exc:
         raise WeightsError(f"{path}: config metadata is not valid JSON") from exc
     if not isinstance(config, dict):
         raise WeightsError(f"{path}: config metadata is not a JSON object")
+    spec = get_spec(meta["variant"])
+    return {**{k: v for k, v in LATER_OPTIONS.items() if k in spec.config}, **config}
+
+
+def _build(state: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> Autoencoder:
+    config = _stored_config(meta, path)
     try:
         model = create_model(meta["variant"], **config)
     except (TypeError, ValueError) as exc:
@@ -105,16 +116,17 @@ def _load_exact(model: Autoencoder, state: dict[str, torch.Tensor], what: str) -
 def warm_start(model: Autoencoder, path: Path) -> dict[str, str]:
     """Load the weights at ``path`` into ``model`` to fine-tune from; metadata to record.
 
-    Weights of the same variant must fit exactly. Weights of another variant lend every parameter
-    whose name and shape match (e.g. the transforms of ``fm-q3`` to ``fmh-q3``), never buffers:
-    those hold the calibrated quantiser and entropy-coding state, which training fits anew.
+    Weights of the same variant and configuration must fit exactly. Weights of another variant or
+    configuration lend every parameter whose name and shape match (e.g. the transforms of ``fm-q3``
+    to ``fmh-q3``), never buffers: those hold the calibrated quantiser and entropy-coding state,
+    which training fits anew.
     """
     if not Path(path).is_file():
         raise WeightsError(f"--init: weights file {path} does not exist")
     state, meta, sha = read_weights(Path(path))
     record = {"init_from": Path(path).name, "init_variant": meta["variant"], "init_sha256": sha,
               "init_train_seconds": meta.get("train_seconds", "")}
-    if meta["variant"] != model.variant:
+    if meta["variant"] != model.variant or _stored_config(meta, path) != model.config:
         own = dict(model.named_parameters())
         shared = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         if not shared:

@@ -41,7 +41,8 @@ want() { [[ $# -eq 0 ]] || [[ " $* " == *" $NAME "* ]]; }
 
 for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1 fmh-q4-r1 fmh-q1-r1 fmh-q5-r1 \
     fmh-q3-r2 fmh-q2-r2 fmh-q4-r2 fmh-q1-r2 fmh-q5-r2 fmh-q3-r3 fmh-q4-r3 fmh-q2 fmh-q5-r3 fmh-q1 \
-    fmh-q3 fmh-q4 fmh-q5 fmc-q4 fmc-q5-r1 fmc-q3 fmc-q2 fmc-q5 fmc-q1 \
+    fmh-q3 fmh-q4 fmh-q5 fmc-q4-ctx fmc-q5-r1 fmc-q3-ctx fmc-q2-ctx fmc-q5-ctx fmc-q1-ctx \
+    fmc-q5 fmc-q4 fmc-q3 fmc-q2 fmc-q1 \
     photo-e8 photo-e38 photo-q2 photoh-q2-r1 photoh-q1-r1 photoh-q3-r1 photoh-q2-r2 photoh-q1-r2 photoh-q3 photoh-q0-r1 \
     photoh-q1 photoh-q2 photoh-q0; do
   want "$@" || continue
@@ -73,17 +74,23 @@ for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1
       --init "$RUNS/$K-r2.safetensors" ;;
     fmh-q[3-5]) run "$NAME" "$NAME" --data "$FM" --epochs "${FMH_EPOCHS:-10}" --batch-size 64 --lr 2.5e-4 --threads 1 \
       --init "$RUNS/$NAME-r3.safetensors" ;;
-    # Context models: the shipped hyperprior model of the same rate (float32, in $RUNS) lends every tensor;
-    # the context layers start at zero (the plain hyperprior's tables) and learn in 6 epochs, one thread;
-    # then 6 more at half the learning rate for q5. (Its recorded first round wrote fmc-q5.safetensors,
-    # renamed fmc-q5-r1. The same second round made q2-q4 worse, +0.5 to +2.7 % rate for +0.02 dB or
+    # Context models, first without the post-filter and with quarter-step means (`--config`: the variant's
+    # options before `post` and `mean_steps` existed): the shipped hyperprior model of the same rate
+    # (float32, in $RUNS) lends every tensor; the context layers start at zero (the plain hyperprior's
+    # tables) and learn in 6 epochs, one thread; then 6 more at half the learning rate for q5. (These were
+    # shipped as fmc-q* in convae 0.1.0; the recorded runs wrote fmc-qN.safetensors, renamed fmc-qN-ctx,
+    # and fmc-q5-r1. The same second round made q2-q4 worse, +0.5 to +2.7 % rate for +0.02 dB or
     # less on 3,000 test images, and was not shipped; so was 6 epochs at a constant 1e-4 (`--recipe blog
     # --batch-size 64 --lr 1e-4`) for q3/q4: +1.2/+1.0 % rate, -0.03/-0.07 dB. The second round of q4/q5
     # includes a 10-minute SIGSTOP pause while the speed benchmark ran.)
-    fmc-q[1-4]|fmc-q5-r1) K=${NAME%-r1}; run "$NAME" "$K" --data "$FM" --epochs 6 --batch-size 64 --lr 5e-4 \
-      --threads 1 --init "$RUNS/fmh-${K#fmc-}.safetensors" ;;
-    fmc-q5) run fmc-q5 fmc-q5 --data "$FM" --epochs 6 --batch-size 64 --lr 2.5e-4 --threads 1 \
-      --init "$RUNS/fmc-q5-r1.safetensors" ;;
+    fmc-q[1-4]-ctx|fmc-q5-r1) K=${NAME%-ctx}; K=${K%-r1}; run "$NAME" "$K" --data "$FM" --epochs 6 --batch-size 64 \
+      --lr 5e-4 --threads 1 --config post=0 --config mean_steps=4 --init "$RUNS/fmh-${K#fmc-}.safetensors" ;;
+    fmc-q5-ctx) run fmc-q5-ctx fmc-q5 --data "$FM" --epochs 6 --batch-size 64 --lr 2.5e-4 --threads 1 \
+      --config post=0 --config mean_steps=4 --init "$RUNS/fmc-q5-r1.safetensors" ;;
+    # The shipped context models: the above lend every tensor; the post-filter starts as the identity and
+    # all layers train together, one thread, 8/8/10/12/12 epochs for q1..q5; tables with eighth-step means.
+    fmc-q[1-5]) EPOCHS=(0 8 8 10 12 12); run "$NAME" "$NAME" --data "$FM" --epochs "${EPOCHS[${NAME#fmc-q}]}" \
+      --batch-size 64 --lr 5e-4 --threads 1 --init "$RUNS/$NAME-ctx.safetensors" ;;
     # Photos: random 64x64 crops of 573 images; 8 epochs from scratch, then 30 and 150 more at batch 16
     # (the recorded first stage wrote photo-q2.safetensors, renamed photo-e8).
     photo-e8) run photo-e8 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 8 --batch-size 8 \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from PIL import Image
 
 from convae.errors import FormatError, WeightsError
 from convae.models.hyperprior import HyperpriorAutoencoder, gaussian_tables
+from convae.models.learned import PostFilter
 from convae.weightfile import save_weights
 from convae.zoo import DEFAULT_MODEL, load_model, shipped_weights, warm_start
 from tests.conftest import check_chunk_round_trip, make_images, train_tiny, write_pngs
@@ -29,13 +31,18 @@ def test_variants_are_registered():
 
 
 def test_gaussian_tables_are_normalised_discretised_gaussians():
-    t = gaussian_tables(10)
-    assert t.shape == (48 * 4, 21) and int(t.min()) >= 1
+    t = gaussian_tables(10, 4)
+    assert t.shape == (48 * 4, 21) and t.dtype == torch.int32 and int(t.min()) >= 1
     assert (t.sum(1) - 2**16).abs().max() <= 21  # floor + 1 per symbol
     narrow, wide = t[0], t[4 * 40]
     assert int(narrow.argmax()) == 10 and narrow[10] > 0.99 * 2**16  # scale 0.11 centred at 0.125: one symbol
     assert wide[10] < 0.05 * 2**16 and wide[0] > wide[5]  # scale ~17: spread out, tails folded into the ends
     assert int(t[3].argmax()) == 11  # centre 0.875 favours +1
+    eighths = gaussian_tables(10, 8)  # centres 1/16, 3/16, ..., 15/16
+    assert eighths.shape == (48 * 8, 21)
+    assert int(eighths[8 * 10 + 3].argmax()) == 10 and int(eighths[8 * 10 + 4].argmax()) == 11
+    mirrored = eighths.view(48, 8, 21).flip(1, 2).reshape(48 * 8, 21)  # centre c, symbol s <-> 1 - c, 1 - s
+    assert (eighths[:, 2:-1] - mirrored[:, 1:-2]).abs().max() <= 1  # away from the folded tails
 
 
 def test_side_size_matches_the_hyper_analysis():
@@ -153,7 +160,7 @@ def test_float16_copy_codes_like_the_original(tiny_hyper, tmp_path):
     save_half(tiny_hyper, half)
     state, meta, _ = read_weights(half)
     assert meta["stored_dtype"] == "float16" and meta["float32_sha256"] == read_weights(tiny_hyper)[2]
-    assert state["encoder.0.weight"].dtype == torch.float16 and state["y_freqs"].dtype == torch.int64
+    assert state["encoder.0.weight"].dtype == torch.float16 and state["y_freqs"].dtype == torch.int32  # exact as it is
     assert half.stat().st_size < 0.75 * tiny_hyper.stat().st_size
     net = load_model(str(half)).model
     assert net.encoder[0].weight.dtype == torch.float32
@@ -186,3 +193,35 @@ def test_history_records_the_epoch_mean_rate(tiny_hyper):
 
     record = json.loads(history_path(tiny_hyper).read_text())["history"][-1]
     assert record["bpp"] > 0 and record["train_mse"] > 0  # the rate term is logged per epoch, beside the MSE
+
+
+def test_post_filter_starts_as_the_identity_so_a_warm_start_keeps_the_output(tiny_hyper):
+    old = load_model(str(tiny_hyper)).model
+    new = create_model("hyperprior", **TINY, lmbda=0.01, post=8)
+    record = warm_start(new, tiny_hyper)  # same variant, other config: lends what fits by name and shape
+    assert int(record["init_tensors"]) == len(dict(old.named_parameters()))
+    assert sum(p.numel() for p in new.parameters()) > sum(p.numel() for p in old.parameters())
+    new.eval()
+    x = torch.from_numpy(make_images(4, size=28, seed=8)).float().div(255)[:, None]
+    with torch.no_grad():
+        assert torch.equal(new.decode(torch.round(new.encode(x))), old.decode(torch.round(old.encode(x))))
+
+
+def test_eighth_step_means_code_bit_exactly_and_need_their_own_tables(tiny_hyper):
+    net = load_model(str(tiny_hyper)).model
+    assert net.mean_steps == 4 and net.entropy_coder(net.quantizer) is not None
+    net.mean_steps = 8
+    assert net.entropy_coder(net.quantizer) is None  # quarter-step tables cannot code eighth steps
+    net.y_freqs = gaussian_tables(int(net.quantizer.levels) - 1, 8)
+    check_chunk_round_trip(net)
+
+
+@pytest.mark.parametrize("name", ["fmh-q3", "photoh-q2"])
+def test_weights_saved_before_post_and_mean_steps_existed_load_as_they_were_trained(name):
+    if shipped_weights(name) is None:
+        pytest.skip(f"{name} weights are not shipped")
+    loaded = load_model(name)
+    stored = json.loads(loaded.metadata["config"])
+    assert "post" not in stored and "mean_steps" not in stored  # saved before the options existed
+    assert loaded.model.mean_steps == 4 and loaded.model.y_freqs.shape[0] == 48 * 4
+    assert not any(isinstance(m, PostFilter) for m in loaded.model.modules())

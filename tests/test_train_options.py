@@ -1,4 +1,4 @@
-"""Training options for the zoo: --exclude, --limit, --init, --meta, --lmbda."""
+"""Training options for the zoo: --exclude, --limit, --init, --meta, --lmbda, --config."""
 
 from __future__ import annotations
 
@@ -70,3 +70,19 @@ def test_bad_train_and_eval_options_get_one_line_errors(runner, train_folder, ti
     result = runner.invoke(app, common)
     assert result.exit_code != 0 and "--force" in result.output and not out.exists()
     assert out.with_suffix(".history.json").read_text() == "precious"
+
+
+def test_config_overrides_the_architecture_and_is_checked(runner, train_folder, tmp_path):
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    common = ["train", "--data", str(train_folder), "--epochs", "1", "--batch-size", "64", "--quiet",
+              "--model", "factorized"]
+    assert runner.invoke(app, [*common, "--out", str(first)]).exit_code == 0
+    result = runner.invoke(app, [*common, "--out", str(second), "--init", str(first), "--config", "post=4"])
+    assert result.exit_code == 0, result.output
+    _, meta, _ = read_weights(second)
+    assert json.loads(meta["config"])["post"] == 4 and int(meta["init_tensors"]) > 0
+    for bad, needle in [("nosuch=1", "KEY one of"), ("post", "KEY one of"), ("post=four", "not a JSON value")]:
+        out = tmp_path / "c.safetensors"
+        result = runner.invoke(app, [*common, "--out", str(out), "--config", bad])
+        assert result.exit_code == 2 and needle in result.output and not out.exists(), (bad, result.output)
+        assert "Traceback" not in result.output

@@ -5,7 +5,9 @@ checkerboard, then the rest of that half, then the anchors and the rest of the s
 first step uses the hyperprior's mean and scale as they are; each later step adds a correction
 computed by a small network from those and the latents already decoded (zero where not yet
 known). At coding time the correction runs on the hyperprior's exact grid, so encoder and decoder
-derive the same Gaussian tables on any machine.
+derive the same Gaussian tables on any machine. The shipped variants also refine the decoder's
+output with a full-resolution post-filter (``post``) and centre their tables on eighths of the
+predicted mean (``mean_steps``).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ class ContextHyperpriorAutoencoder(HyperpriorAutoencoder):
     steps = 4
 
     def __init__(self, in_channels: int = 1, n: int = 64, m: int = 48, depth: int = 2, lmbda: float = 0.01,
-                 hyper: int = 48, z_channels: int = 16, ctx_hidden: int = 32) -> None:
-        super().__init__(in_channels, n, m, depth, lmbda, hyper, z_channels)
+                 hyper: int = 48, z_channels: int = 16, ctx_hidden: int = 32, post: int = 0,
+                 mean_steps: int = 4) -> None:
+        super().__init__(in_channels, n, m, depth, lmbda, hyper, z_channels, post, mean_steps)
         self.ctx = nn.ModuleList()
         for _ in range(self.steps - 1):
             out = nn.Conv2d(ctx_hidden, 2 * m, 1)
@@ -70,8 +73,8 @@ class ContextHyperpriorAutoencoder(HyperpriorAutoencoder):
             check_exact_layer(last, last.weight[0].numel(), A_MAX, A_BITS, f"context layer {k}b")
 
 
-FMC = {**FMH, "ctx_hidden": 32}
+FMC = {**FMH, "ctx_hidden": 32, "post": 32, "mean_steps": 8}
 for _twin, _lmbda in FMH_LAMBDAS.items():
     register_family(ContextHyperpriorAutoencoder, _twin.replace("fmh-", "fmc-"),
                     f"Fashion-MNIST, 7x7x32 latents, mean-scale hyperprior + checkerboard/channel context, "
-                    f"lambda {_lmbda}", **FMC, lmbda=_lmbda)
+                    f"post-filter, lambda {_lmbda}", **FMC, lmbda=_lmbda)

@@ -12,8 +12,9 @@ from convae.models.prior import FactorizedPrior
 class FactorizedAutoencoder(LearnedCodec):
     """GDN transforms (``LearnedCodec``) with one learned density per latent channel."""
 
-    def __init__(self, in_channels: int = 1, n: int = 64, m: int = 48, depth: int = 2, lmbda: float = 0.01) -> None:
-        super().__init__(in_channels, n, m, depth, lmbda)
+    def __init__(self, in_channels: int = 1, n: int = 64, m: int = 48, depth: int = 2, lmbda: float = 0.01,
+                 post: int = 0) -> None:
+        super().__init__(in_channels, n, m, depth, lmbda, post)
         self.prior = FactorizedPrior(m)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -28,8 +29,8 @@ class FactorizedAutoencoder(LearnedCodec):
         return self.decode(y_hat), bits
 
 
-FM = {"in_channels": 1, "n": 48, "m": 32, "depth": 2}
-PHOTO = {"in_channels": 3, "n": 48, "m": 64, "depth": 3}
+FM = {"in_channels": 1, "n": 48, "m": 32, "depth": 2, "post": 0}
+PHOTO = {"in_channels": 3, "n": 48, "m": 64, "depth": 3, "post": 0}
 FM_LAMBDAS = {"fm-q1": 0.0006, "fm-q2": 0.0015, "fm-q3": 0.005, "fm-q4": 0.02}
 PHOTO_LAMBDAS = {"photo-q2": 0.01}
 

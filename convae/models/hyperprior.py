@@ -7,7 +7,8 @@ grid (``exact_hyper``): weights and biases rounded to multiples of 2^-W_BITS, ac
 to multiples of 2^-A_BITS and clamped, in float64, where every product and partial sum is exactly
 representable. So the decoder derives the same mean and scale index as the encoder on any
 machine and thread count, independent of summation order. The Gaussian tables are integer
-frequencies fitted at calibration and stored with the weights.
+frequencies fitted at calibration and stored with the weights; ``mean_steps`` sets how finely the
+tables' centres follow the predicted mean (4 in the first variants, 8 from the post-filtered fmc).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from convae.models.prior import FactorizedPrior
 from convae.quantize import INTEGER, Quantizer, adopt_stored_shapes
 
 SCALE_MIN_LOG, SCALE_STEPS, SCALES = -2.25, 8, 48  # scale index i covers log-scale [-2.25 + i/8, -2.25 + (i+1)/8)
-MEAN_STEPS = 4  # means are coded to a quarter: a table per (scale index, quarter)
 W_BITS, A_BITS, A_MAX = 8, 6, 2.0**12  # the exact grid of the coding-time hyper-synthesis
 EXACT_LIMIT = 2.0**52
 
@@ -66,8 +66,9 @@ class HyperpriorAutoencoder(LearnedCodec):
     """GDN transforms with a mean-scale hyperprior (``hyper`` hidden channels, ``z_channels`` side channels)."""
 
     def __init__(self, in_channels: int = 1, n: int = 64, m: int = 48, depth: int = 2, lmbda: float = 0.01,
-                 hyper: int = 48, z_channels: int = 16) -> None:
-        super().__init__(in_channels, n, m, depth, lmbda)
+                 hyper: int = 48, z_channels: int = 16, post: int = 0, mean_steps: int = 4) -> None:
+        super().__init__(in_channels, n, m, depth, lmbda, post)
+        self.mean_steps = mean_steps  # a Gaussian table per (scale index, 1/mean_steps of the mean)
         self.h_a = nn.Sequential(
             nn.Conv2d(m, hyper, 3, padding=1), nn.ReLU(),
             nn.Conv2d(hyper, hyper, 5, stride=2, padding=2), nn.ReLU(),
@@ -80,7 +81,7 @@ class HyperpriorAutoencoder(LearnedCodec):
         ])
         self.z_prior = FactorizedPrior(z_channels)
         self.z_quantizer = Quantizer(z_channels, INTEGER)
-        self.register_buffer("y_freqs", torch.zeros(0, 0, dtype=torch.int64))
+        self.register_buffer("y_freqs", torch.zeros(0, 0, dtype=torch.int32))
 
     # ------------------------------------------------------------ hyper-synthesis
 
@@ -147,7 +148,7 @@ class HyperpriorAutoencoder(LearnedCodec):
     @torch.no_grad()
     def exact_params(self, hyper: tuple[Tensor, Tensor], known: Tensor | None = None,
                      step: int = 0) -> tuple[Tensor, Tensor]:
-        """Mean in quarters (``floor(4 * mean)``) and scale index per latent, from ``exact_hyper``'s output.
+        """Mean in steps (``floor(mean_steps * mean)``) and scale index per latent, from ``exact_hyper``'s output.
 
         Valid for the latents of decoding ``step``, given the integer latents ``known`` of earlier steps (zero
         at the others; unused by a one-step model).
@@ -155,9 +156,9 @@ class HyperpriorAutoencoder(LearnedCodec):
         mean, log_scale = hyper
         if step:
             mean, log_scale = self._refine(mean, log_scale, known.double(), step, exact=True)
-        quarters = torch.floor(mean * MEAN_STEPS).to(torch.int64)
+        steps = torch.floor(mean * self.mean_steps).to(torch.int64)
         index = torch.floor((log_scale - SCALE_MIN_LOG) * SCALE_STEPS).clamp(0, SCALES - 1).to(torch.int64)
-        return quarters, index
+        return steps, index
 
     # ------------------------------------------------------------ training
 
@@ -187,42 +188,43 @@ class HyperpriorAutoencoder(LearnedCodec):
                 yield self.h_a(q.quantize(y))
 
         zq.fit(side)
-        self.y_freqs = gaussian_tables(int(q.levels) - 1)
+        self.y_freqs = gaussian_tables(int(q.levels) - 1, self.mean_steps)
         self.check_exact()
 
     def entropy_coder(self, q: Quantizer):
         """The hyperprior chunk coder (``None`` for another quantiser than the calibrated one)."""
         from convae.conditional import HyperpriorCoder
 
-        return HyperpriorCoder(self) if q is self.quantizer and self.y_freqs.numel() else None
+        fits = self.y_freqs.numel() and self.y_freqs.shape[0] == SCALES * self.mean_steps
+        return HyperpriorCoder(self) if q is self.quantizer and fits else None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         adopt_stored_shapes(self, state_dict, prefix, "y_freqs")
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def gaussian_tables(radius: int) -> Tensor:
-    """Integer frequencies ``(SCALES * MEAN_STEPS, 2 * radius + 1)`` of discretised Gaussians.
+def gaussian_tables(radius: int, mean_steps: int) -> Tensor:
+    """Integer frequencies ``(SCALES * mean_steps, 2 * radius + 1)`` (int32) of discretised Gaussians.
 
-    Row ``MEAN_STEPS * i + f`` is the scale ``exp(SCALE_MIN_LOG + (i + 0.5) / SCALE_STEPS)`` centred at
-    ``(f + 0.5) / MEAN_STEPS``, over symbols ``-radius..radius`` (tails folded into the end symbols);
+    Row ``mean_steps * i + f`` is the scale ``exp(SCALE_MIN_LOG + (i + 0.5) / SCALE_STEPS)`` centred at
+    ``(f + 0.5) / mean_steps``, over symbols ``-radius..radius`` (tails folded into the end symbols);
     every symbol keeps a count of at least 1.
     """
     r = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    i = torch.arange(SCALES, dtype=torch.float64).repeat_interleave(MEAN_STEPS)
-    f = torch.arange(MEAN_STEPS, dtype=torch.float64).repeat(SCALES)
+    i = torch.arange(SCALES, dtype=torch.float64).repeat_interleave(mean_steps)
+    f = torch.arange(mean_steps, dtype=torch.float64).repeat(SCALES)
     scale = torch.exp(SCALE_MIN_LOG + (i + 0.5) / SCALE_STEPS)[:, None]
-    mean = ((f + 0.5) / MEAN_STEPS)[:, None]
+    mean = ((f + 0.5) / mean_steps)[:, None]
     upper = torch.special.ndtr((r + 0.5 - mean) / scale)
     lower = torch.special.ndtr((r - 0.5 - mean) / scale)
     upper[:, -1], lower[:, 0] = 1.0, 0.0
-    return torch.floor((upper - lower).clamp_min(0) * 2**16).to(torch.int64) + 1
+    return torch.floor((upper - lower).clamp_min(0) * 2**16).to(torch.int32) + 1
 
 
 FMH_LAMBDAS = {"fmh-q1": 0.0006, "fmh-q2": 0.0015, "fmh-q3": 0.005, "fmh-q4": 0.02, "fmh-q5": 0.06}
-FMH = {**FM, "hyper": 48, "z_channels": 16}
+FMH = {**FM, "hyper": 48, "z_channels": 16, "mean_steps": 4}
 PHOTOH_LAMBDAS = {"photoh-q0": 0.001, "photoh-q1": 0.003, "photoh-q2": 0.01, "photoh-q3": 0.03}
-PHOTOH = {**PHOTO, "hyper": 64, "z_channels": 24}
+PHOTOH = {**PHOTO, "hyper": 64, "z_channels": 24, "mean_steps": 4}
 
 register_family(HyperpriorAutoencoder, "hyperprior",
                 "GDN + mean-scale hyperprior, untrained template (set in_channels, n, m, depth, lmbda, hyper, "

@@ -1,9 +1,12 @@
 """Shared parts of the rate-distortion trained codecs: GDN transforms, the loss, and variant registration.
 
 The transforms follow Ballé et al. 2018: ``depth`` stride-2 5x5 convolutions with GDN and a 3x3
-convolution to ``m`` latent channels, mirrored in the decoder. Latents are rounded to integers
-(quantiser mode ``integer``); the loss is ``lmbda * 255^2 * MSE + bits per pixel``, so ``lmbda``
-sets the rate. Subclasses add an entropy model and ``forward``.
+convolution to ``m`` latent channels, mirrored in the decoder. With ``post`` > 0 a small residual
+filter at full resolution (3x3 convolutions, ``post`` hidden channels) refines the output of the
+decoder's last layer, which alone is linear in its inputs: cheap capacity that pays most at high
+rates. Latents are rounded to integers (quantiser mode ``integer``); the loss is
+``lmbda * 255^2 * MSE + bits per pixel``, so ``lmbda`` sets the rate. Subclasses add an entropy
+model and ``forward``.
 """
 
 from __future__ import annotations
@@ -25,10 +28,32 @@ def _up(cin: int, cout: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
 
 
+class PostFilter(nn.Module):
+    """``x + conv(relu(conv(relu(conv(x)))))`` with 3x3 convolutions and ``hidden`` channels.
+
+    The last convolution starts at zero, so the filter starts as the identity (a warm start from weights
+    without it keeps their output).
+    """
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(channels, hidden, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(hidden, channels, 3, padding=1),
+        )
+        nn.init.zeros_(self.layers[-1].weight)
+        nn.init.zeros_(self.layers[-1].bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.layers(x)
+
+
 class LearnedCodec(Autoencoder):
     """GDN autoencoder with ``2**depth`` downsampling, ``n`` hidden and ``m`` latent channels."""
 
-    def __init__(self, in_channels: int = 1, n: int = 64, m: int = 48, depth: int = 2, lmbda: float = 0.01) -> None:
+    def __init__(self, in_channels: int = 1, n: int = 64, m: int = 48, depth: int = 2, lmbda: float = 0.01,
+                 post: int = 0) -> None:
         self.in_channels, self.latent_channels, self.stride = in_channels, m, 2**depth
         super().__init__(quant_mode=INTEGER)
         self.lmbda = lmbda
@@ -39,6 +64,8 @@ class LearnedCodec(Autoencoder):
             last = i == depth - 1
             dec += [_up(n, in_channels if last else n)] + ([] if last else [GDN(n, inverse=True)])
         self.encoder = nn.Sequential(*enc, nn.Conv2d(n, m, 3, padding=1))
+        if post:
+            dec.append(PostFilter(in_channels, post))
         self.decoder = nn.Sequential(*dec)
 
     def decode(self, y: Tensor) -> Tensor:
