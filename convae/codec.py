@@ -36,7 +36,7 @@ from convae.metrics import bits_per_pixel, per_image_mse, psnr, ssim
 from convae.models.base import Autoencoder
 from convae.quantize import INTEGER, Quantizer
 from convae.registry import UnknownModelError, get_spec
-from convae.zoo import LoadedModel, load_model
+from convae.zoo import LoadedModel, load_model, retired_weights
 
 Progress = Callable[[int, int], None]  # (images just done, images in the run)
 T = TypeVar("T")
@@ -362,6 +362,13 @@ def _decoder_model(manifest: dict[str, Any], model: str | None) -> LoadedModel:
     else:
         loaded = load_model(model)
     if loaded.sha256 != want["sha256"]:
+        retired = retired_weights(want["sha256"])
+        if retired:
+            raise FormatError(
+                f"{made_with} as shipped in convae {retired['shipped_in']}, whose {retired['variant']} weights "
+                f"have since been replaced: decode them with convae {retired['shipped_in']}, or pass --model "
+                f"with its {retired['variant']}.safetensors"
+            )
         raise FormatError(
             f"{made_with} (weights sha256 {want['sha256'][:12]}…); {loaded.source} has sha256 "
             f"{loaded.sha256[:12]}… — pass --model with the weights that made them"

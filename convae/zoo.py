@@ -54,6 +54,12 @@ def with_quality(name: str | None, quality: int) -> str:
     return f"{family[1]}-q{quality}"
 
 
+def retired_weights(sha256: str) -> dict[str, str] | None:
+    """``{"variant", "shipped_in"}`` if weights with this sha256 once shipped and were since replaced."""
+    table = json.loads((resources.files("convae") / "weights" / "retired.json").read_text())
+    return table["weights"].get(sha256)
+
+
 def is_weights_path(name_or_path: str) -> bool:
     """True when the argument names a file rather than a registry variant."""
     return name_or_path.endswith(".safetensors") or "/" in name_or_path or Path(name_or_path).is_file()

@@ -3,7 +3,7 @@
 #
 # Usage: scripts/train_zoo.sh [STEP...]   (default: all steps, in the order below; later fm steps start from earlier ones)
 # Env:   DATA (default ../shared/data), RUNS (default runs/zoo), CONVAE (default: convae on PATH),
-#        SHIP=1 to copy each finished file into convae/weights/ (hyperprior and context variants as float16, with PYTHON,
+#        SHIP=1 to copy each finished file into convae/weights/ (all but seed and photo-q2 as float16, with PYTHON,
 #        default python3, the interpreter convae is installed in).
 # Each run records its command line, seed, data set, recipe, training seconds and the weights it started
 # from in the safetensors metadata (see `convae train --meta/--init`). Recorded runs: 2 shared CPU cores.
@@ -11,8 +11,9 @@
 # no momentum cycling). fm-pre-e1, fm-pre-e3, fm-q3, fm-q2 and photo-q2 ran with the earlier loop (Adam betas
 # (0.9, 0.999), one-cycle momentum cycling; their metadata recipe has no "betas"); fm-q1 and fm-q4 with the
 # later one (metadata "betas": [0.9, 0.9]). A rerun today uses the later loop throughout, so it makes
-# similar, not identical, weights. The hyperprior steps (fmh-*, photoh-*) start from the factorized files in
-# convae/weights/ (the shipped ones unless SHIP=1 replaced them) and record their sha256 (init_sha256).
+# similar, not identical, weights. The hyperprior steps (fmh-*, photoh-*) start from the float32 factorized
+# files and record their sha256 (init_sha256): the recorded fmh runs read them from convae/weights/, which
+# held the same bytes as $RUNS/fm-q* until convae 0.2 shipped the fm-q* files as float16.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
@@ -30,8 +31,8 @@ run() {  # run OUT MODEL ARGS...: train MODEL into $RUNS/OUT.safetensors, record
   echo "+ ${cmd[*]}" >&2
   "${cmd[@]}" --meta "command=scripts/train_zoo.sh $out: ${cmd[*]}"
   if [[ ${SHIP:-0} == 1 && $out == "$model" ]]; then
-    case $out in  # hyperprior variants ship as float16 (see scripts/half_weights.py)
-      fmh-*|fmc-*|photoh-*) "${PYTHON:-python3}" scripts/half_weights.py "$RUNS/$out.safetensors" "convae/weights/$out.safetensors" ;;
+    case $out in  # float16 copies (see scripts/half_weights.py)
+      fm-q*|fmh-*|fmc-*|photoh-*) "${PYTHON:-python3}" scripts/half_weights.py "$RUNS/$out.safetensors" "convae/weights/$out.safetensors" ;;
       *) cp "$RUNS/$out.safetensors" "convae/weights/$out.safetensors" ;;
     esac
   fi
@@ -42,7 +43,7 @@ want() { [[ $# -eq 0 ]] || [[ " $* " == *" $NAME "* ]]; }
 for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1 fmh-q4-r1 fmh-q1-r1 fmh-q5-r1 \
     fmh-q3-r2 fmh-q2-r2 fmh-q4-r2 fmh-q1-r2 fmh-q5-r2 fmh-q3-r3 fmh-q4-r3 fmh-q2 fmh-q5-r3 fmh-q1 \
     fmh-q3 fmh-q4 fmh-q5 fmc-q4-ctx fmc-q5-r1 fmc-q3-ctx fmc-q2-ctx fmc-q5-ctx fmc-q1-ctx \
-    fmc-q5 fmc-q4 fmc-q3 fmc-q2 fmc-q1 \
+    fmc-q5 fmc-q4 fmc-q3 fmc-q2 fmc-q1 fmc-q6 \
     photo-e8 photo-e38 photo-q2 photoh-q2-r1 photoh-q1-r1 photoh-q3-r1 photoh-q2-r2 photoh-q1-r2 photoh-q3 photoh-q0-r1 \
     photoh-q1 photoh-q2 photoh-q0; do
   want "$@" || continue
@@ -65,9 +66,9 @@ for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1
     # +1.3 % rate, -0.05 dB; q1 was not tried). (The recorded earlier rounds wrote fmh-qN.safetensors,
     # renamed fmh-qN-r1, -r2 and -r3.)
     fmh-q[1-4]-r1) K=${NAME%-r1}; run "$NAME" "$K" --data "$FM" --epochs 10 --batch-size 64 --lr 1e-3 --threads 1 \
-      --init "convae/weights/fm-${K#fmh-}.safetensors" ;;
+      --init "$RUNS/fm-${K#fmh-}.safetensors" ;;
     fmh-q5-r1) run "$NAME" fmh-q5 --data "$FM" --epochs 10 --batch-size 64 --lr 1e-3 --threads 1 \
-      --init convae/weights/fm-q4.safetensors ;;
+      --init "$RUNS/fm-q4.safetensors" ;;
     fmh-q[1-5]-r2) K=${NAME%-r2}; run "$NAME" "$K" --data "$FM" --epochs 5 --batch-size 64 --lr 5e-4 --threads 1 \
       --init "$RUNS/$K-r1.safetensors" ;;
     fmh-q[3-5]-r3|fmh-q[12]) K=${NAME%-r3}; run "$NAME" "$K" --data "$FM" --epochs 10 --batch-size 64 --lr 5e-4 --threads 1 \
@@ -91,6 +92,9 @@ for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1
     # all layers train together, one thread, 8/8/10/12/12 epochs for q1..q5; tables with eighth-step means.
     fmc-q[1-5]) EPOCHS=(0 8 8 10 12 12); run "$NAME" "$NAME" --data "$FM" --epochs "${EPOCHS[${NAME#fmc-q}]}" \
       --batch-size 64 --lr 5e-4 --threads 1 --init "$RUNS/$NAME-ctx.safetensors" ;;
+    # The top rate (lambda 0.25, no hyperprior twin): 8 epochs from fmc-q5, one thread.
+    fmc-q6) run fmc-q6 fmc-q6 --data "$FM" --epochs 8 --batch-size 64 --lr 5e-4 --threads 1 \
+      --init "$RUNS/fmc-q5.safetensors" ;;
     # Photos: random 64x64 crops of 573 images; 8 epochs from scratch, then 30 and 150 more at batch 16
     # (the recorded first stage wrote photo-q2.safetensors, renamed photo-e8).
     photo-e8) run photo-e8 photo-q2 --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 64 --epochs 8 --batch-size 8 \

@@ -197,6 +197,39 @@ def test_codes_from_another_model(runner, tiny_model, tmp_path, codes):
     assert not (tmp_path / "r").exists()
 
 
+def test_codes_from_retired_shipped_weights_name_the_release(runner, tiny_model, tmp_path, codes, monkeypatch):
+    """Weights once shipped under a name and since retrained: the refusal says which release decodes them."""
+    import convae.codec
+
+    sha = read_weights(tiny_model)[2]
+    monkeypatch.setattr(convae.codec, "retired_weights",
+                        lambda s: {"variant": "fmc-q3", "shipped_in": "0.1.0"} if s == sha else None)
+    other = load_model(str(tiny_model)).model
+    other.decoder[0].bias.data += 0.01
+    other_path = tmp_path / "other.safetensors"
+    save_weights(other, other_path, {})
+    before = snapshot(tmp_path)
+    err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", other_path), tmp_path, before,
+                        1, "convae 0.1.0")
+    assert "fmc-q3 weights have since been replaced" in err and "fmc-q3.safetensors" in err
+
+
+def test_the_retired_weights_table_names_no_shipped_file():
+    from importlib import resources
+
+    from convae.registry import get_spec
+
+    from convae.zoo import retired_weights
+
+    folder = resources.files("convae") / "weights"
+    table = json.loads((folder / "retired.json").read_text())["weights"]
+    shipped = {read_weights(Path(str(p)))[2] for p in Path(str(folder)).glob("*.safetensors")}
+    assert table and not set(table) & shipped  # a retired sha256 never shadows weights that still ship
+    for sha, entry in table.items():
+        assert len(sha) == 64 and get_spec(entry["variant"]).name == entry["variant"]
+        assert retired_weights(sha) == entry
+
+
 def test_outputs_exist_without_force(runner, tiny_model, tmp_path, image_folder, codes):
     before = snapshot(tmp_path)
     clean_failure(invoke(runner, "compress", image_folder, codes, "--model", tiny_model), tmp_path, before, 1,

@@ -74,7 +74,8 @@ class ContextHyperpriorAutoencoder(HyperpriorAutoencoder):
 
 
 FMC = {**FMH, "ctx_hidden": 32, "post": 32, "mean_steps": 8}
-for _twin, _lmbda in FMH_LAMBDAS.items():
-    register_family(ContextHyperpriorAutoencoder, _twin.replace("fmh-", "fmc-"),
+FMC_LAMBDAS = {**{k.replace("fmh-", "fmc-"): v for k, v in FMH_LAMBDAS.items()}, "fmc-q6": 0.25}
+for _name, _lmbda in FMC_LAMBDAS.items():
+    register_family(ContextHyperpriorAutoencoder, _name,
                     f"Fashion-MNIST, 7x7x32 latents, mean-scale hyperprior + checkerboard/channel context, "
                     f"post-filter, lambda {_lmbda}", **FMC, lmbda=_lmbda)
