@@ -183,11 +183,17 @@ def test_manifest_invalid_json_and_other_version(runner, tiny_model, tmp_path, c
     assert not (tmp_path / "r").exists()
 
 
-def test_codes_from_another_model(runner, tiny_model, tmp_path, codes):
+def _other_weights(tiny_model: Path, tmp_path: Path) -> Path:
+    """The tiny model with one bias nudged, saved: same variant and shapes, other weights."""
     other = load_model(str(tiny_model)).model
     other.decoder[0].bias.data += 0.01
     other_path = tmp_path / "other.safetensors"
     save_weights(other, other_path, {})
+    return other_path
+
+
+def test_codes_from_another_model(runner, tiny_model, tmp_path, codes):
+    other_path = _other_weights(tiny_model, tmp_path)
     before = snapshot(tmp_path)
     err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", other_path), tmp_path, before,
                         1, other_path)
@@ -198,16 +204,13 @@ def test_codes_from_another_model(runner, tiny_model, tmp_path, codes):
 
 
 def test_codes_from_retired_shipped_weights_name_the_release(runner, tiny_model, tmp_path, codes, monkeypatch):
-    """Weights once shipped under a name and since retrained: the refusal says which release decodes them."""
+    """Weights once shipped under a name and since replaced: the refusal says which release decodes them."""
     import convae.codec
 
     sha = read_weights(tiny_model)[2]
     monkeypatch.setattr(convae.codec, "retired_weights",
                         lambda s: {"variant": "fmc-q3", "shipped_in": "0.1.0"} if s == sha else None)
-    other = load_model(str(tiny_model)).model
-    other.decoder[0].bias.data += 0.01
-    other_path = tmp_path / "other.safetensors"
-    save_weights(other, other_path, {})
+    other_path = _other_weights(tiny_model, tmp_path)
     before = snapshot(tmp_path)
     err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", other_path), tmp_path, before,
                         1, "convae 0.1.0")
