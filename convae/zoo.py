@@ -12,7 +12,7 @@ import torch
 
 from convae.errors import UsageError, WeightsError
 from convae.models.base import Autoencoder
-from convae.registry import create_model, get_spec, list_models
+from convae.registry import UnknownModelError, create_model, get_spec, list_models
 from convae.weightfile import read_weights
 
 DEFAULT_MODEL = "photoh-q2"
@@ -97,8 +97,11 @@ def _stored_config(meta: dict[str, str], path: Path) -> dict:
         raise WeightsError(f"{path}: config metadata is not valid JSON") from exc
     if not isinstance(config, dict):
         raise WeightsError(f"{path}: config metadata is not a JSON object")
-    spec = get_spec(meta["variant"])
-    return {**{k: v for k, v in LATER_OPTIONS.items() if k in spec.config}, **config}
+    try:
+        known = get_spec(meta["variant"]).config
+    except UnknownModelError:  # a variant this installation lacks: nothing to fill in
+        return config
+    return {**{k: v for k, v in LATER_OPTIONS.items() if k in known}, **config}
 
 
 def _build(state: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> Autoencoder:
