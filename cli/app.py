@@ -166,10 +166,15 @@ def train_cmd(
         rank = setup_distributed(dev)
         chosen = RECIPES[recipe].override(epochs=epochs, batch_size=batch_size, lr=lr)
         torch.manual_seed(seed)  # initialisation; train() seeds the data order
-        if lmbda is not None and "lmbda" not in get_spec(model).config:
-            raise fail(f"--lmbda: variant {model!r} has no rate term", 2)
-        overrides = _config_overrides(config or [], get_spec(model).config, model)
-        net = create_model(model, **overrides, **({"lmbda": lmbda} if lmbda is not None else {}))
+        known = get_spec(model).config
+        overrides = _config_overrides(config or [], known, model)
+        if lmbda is not None:  # shorthand for --config lmbda=X
+            if "lmbda" not in known:
+                raise fail(f"--lmbda: variant {model!r} has no rate term", 2)
+            if "lmbda" in overrides:
+                raise fail("give --lmbda or --config lmbda=..., not both", 2)
+            overrides["lmbda"] = lmbda
+        net = create_model(model, **overrides)
         extra = dict(item.split("=", 1) for item in meta or [] if "=" in item)
         if len(extra) != len(meta or []):
             raise fail("--meta takes KEY=VALUE", 2)

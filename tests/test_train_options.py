@@ -81,8 +81,10 @@ def test_config_overrides_the_architecture_and_is_checked(runner, train_folder, 
     assert result.exit_code == 0, result.output
     _, meta, _ = read_weights(second)
     assert json.loads(meta["config"])["post"] == 4 and int(meta["init_tensors"]) > 0
-    for bad, needle in [("nosuch=1", "KEY one of"), ("post", "KEY one of"), ("post=four", "not a JSON value")]:
+    for bad, needle in [(["--config", "nosuch=1"], "KEY one of"), (["--config", "post"], "KEY one of"),
+                        (["--config", "post=four"], "not a JSON value"),
+                        (["--config", "lmbda=0.2", "--lmbda", "0.1"], "not both")]:
         out = tmp_path / "c.safetensors"
-        result = runner.invoke(app, [*common, "--out", str(out), "--config", bad])
+        result = runner.invoke(app, [*common, "--out", str(out), *bad])
         assert result.exit_code == 2 and needle in result.output and not out.exists(), (bad, result.output)
         assert "Traceback" not in result.output
