@@ -15,6 +15,8 @@ from typing import Annotated, Any
 import typer
 from convae.cli.console import errors, fail, print_json, progress, stderr, stdout
 
+from convae.imports import torch_loading
+
 app = typer.Typer(
     name="convae",
     help="Learned image codecs you can train, measure and script.",
@@ -50,13 +52,16 @@ def _main(
 
 
 def _device(name: str) -> str:
-    import torch
+    if name not in ("auto", "cpu", "cuda"):
+        raise fail(f"--device {name!r}: use auto, cpu or cuda", 2)
+    if name == "cpu":  # no PyTorch import: compress and decompress start their image workers first
+        return name
+    with torch_loading():
+        import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda"):
-        raise fail(f"--device {name!r}: use auto, cpu or cuda", 2)
-    if name == "cuda" and not torch.cuda.is_available():
+    if not torch.cuda.is_available():
         raise fail("--device cuda: no CUDA device is available", 2)
     return name
 
@@ -146,13 +151,14 @@ def train_cmd(
 
         raise typer.Exit(launch(nproc))
     with errors():
-        import torch
-        from convae.registry import create_model, get_spec
+        with torch_loading():
+            import torch
+            from convae.registry import create_model, get_spec
 
-        from convae.data import load_dataset
-        from convae.distributed import setup_distributed
-        from convae.recipes import RECIPES
-        from convae.train import train
+            from convae.data import load_dataset
+            from convae.distributed import setup_distributed
+            from convae.recipes import RECIPES
+            from convae.train import train
 
         if recipe not in RECIPES:
             raise fail(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}", 2)
@@ -239,7 +245,8 @@ def eval_cmd(
     Example: [bold]convae eval --model seed --data fashion-mnist:data/fmnist --json[/]
     """
     with errors():
-        from convae.evaluate import evaluate
+        with torch_loading():
+            from convae.evaluate import evaluate
 
         if rd:
             from convae.rd import rd_paths, run_rd, summary_rows
@@ -300,10 +307,11 @@ def compress_cmd(
     *inputs, out = paths
     with errors():
         from convae.codec import compress, parse_shard
-        from convae.zoo import with_quality
 
         k_n = parse_shard(shard)
         if quality is not None:
+            from convae.zoo import with_quality  # loads PyTorch: image reading starts after it, not beside it
+
             model = with_quality(model, quality)
         summary = _run_codec("compress", compress, inputs, out, model=model, bits=bits, raw=raw, shard=k_n,
                              on_error=on_error, force=force, verify=verify, batch_size=batch_size, device=device,

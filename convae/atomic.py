@@ -62,15 +62,19 @@ def commit(tmp: Path, path: Path) -> None:
 
 @contextlib.contextmanager
 def staged_folder(out_dir: Path) -> Iterator[Path]:
-    """Yield a hidden folder inside ``out_dir`` to write a batch of files into (see ``publish``).
+    """Yield a hidden folder to write a batch of files into, for ``publish`` to move into ``out_dir``.
 
-    On exit the staging folder is removed, and so are ``out_dir`` and any parents this call
-    created if they are left empty: a failed run leaves nothing behind.
+    The folder sits beside ``out_dir`` when ``out_dir`` does not exist yet (``publish`` then renames
+    it into place whole), else inside it. On exit the staging folder is removed, and so are any
+    parents this call created if they are left empty: a failed run leaves nothing behind.
     """
-    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
+    fresh = not os.path.lexists(out_dir)
+    home = out_dir.parent if fresh else out_dir
+    created = [p for p in (home, *home.parents) if not p.exists()]  # deepest first
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".convae-", suffix=".tmp", dir=out_dir))
+        home.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.convae-" if fresh else ".convae-", suffix=".tmp",
+                                      dir=home))
     except OSError as exc:
         _remove_empty(created)
         raise as_output_error(exc, out_dir) from exc
@@ -92,9 +96,17 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def publish(stage: Path, out_dir: Path, names: list[str]) -> None:
-    """Flush the staged files to disk once, create every folder, then rename each file to the same relative
-    path under ``out_dir``."""
+    """Flush the staged files to disk once, then move them to the same relative paths under ``out_dir``:
+    the whole staging folder in one rename where ``out_dir`` is still missing, else file by file."""
     os.sync()
+    if stage.parent != out_dir:
+        os.chmod(stage, 0o777 & ~_umask())  # a folder as mkdir makes it (mkdtemp's is private)
+        try:
+            os.rename(stage, out_dir)  # atomic; fails if out_dir appeared meanwhile and is not empty
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                raise as_output_error(exc, out_dir) from exc
     for parent in sorted({os.path.dirname(name) for name in names}):  # each folder once, before any file
         try:
             (out_dir / parent).mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 MAX_PIXELS = 1 << 26  # 67 M pixels (8192 x 8192); larger declared sizes are refused as bombs
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _GRAY = ("1", "L", "LA", "La", "F", *_SIXTEEN_BIT)
+_CHANNEL_MODES = {1: "L", 3: "RGB"}
 
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
@@ -64,8 +65,9 @@ def find_images(inputs: list[Path]) -> tuple[Path, list[Path]]:
     return root, files
 
 
-def read_image(path: Path, channels: int) -> Decoded:
-    """Decode ``path`` into uint8 pixels with ``channels`` (1 or 3) channels."""
+def read_image(path: Path, channels: int | None = None) -> Decoded:
+    """Decode ``path`` into uint8 pixels with ``channels`` (1 or 3) channels, or (None) its own: 1 for
+    grayscale modes, else 3 (``to_channels`` converts them later, to the same pixels)."""
     with _open(path) as img:
         try:
             img.load()
@@ -116,12 +118,21 @@ def _split(img: Image.Image, channels: int) -> Decoded:
         img = Image.fromarray(gray, "L")
     elif img.mode not in ("L", "RGB"):
         img = img.convert("L" if mode in _GRAY else "RGB")
-    if img.mode != ("L" if channels == 1 else "RGB"):
-        img = img.convert("L" if channels == 1 else "RGB")
+    if channels is not None and img.mode != _CHANNEL_MODES[channels]:
+        img = img.convert(_CHANNEL_MODES[channels])
     pixels = np.array(img, dtype=np.uint8)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     return Decoded(np.ascontiguousarray(pixels), alpha, mode, has_alpha)
+
+
+def to_channels(decoded: Decoded, channels: int) -> Decoded:
+    """``read_image(path)``'s result with ``channels`` channels: the pixels ``read_image(path, channels)`` gives."""
+    if decoded.pixels.shape[2] == channels:
+        return decoded
+    have = decoded.pixels[:, :, 0] if decoded.pixels.shape[2] == 1 else decoded.pixels
+    pixels = np.array(Image.fromarray(have, _CHANNEL_MODES[decoded.pixels.shape[2]]).convert(_CHANNEL_MODES[channels]))
+    return Decoded(pixels.reshape(*pixels.shape[:2], channels), decoded.alpha, decoded.mode, decoded.has_alpha)
 
 
 def restore(pixels: np.ndarray, mode: str, alpha: np.ndarray | None, has_alpha: bool) -> Image.Image:

@@ -205,10 +205,10 @@ def test_codes_from_another_model(runner, tiny_model, tmp_path, codes):
 
 def test_codes_from_retired_shipped_weights_name_the_release(runner, tiny_model, tmp_path, codes, monkeypatch):
     """Weights once shipped under a name and since replaced: the refusal says which release decodes them."""
-    import convae.codec
+    import convae.inference
 
     sha = read_weights(tiny_model)[2]
-    monkeypatch.setattr(convae.codec, "retired_weights",
+    monkeypatch.setattr(convae.inference, "retired_weights",
                         lambda s: {"variant": "fmc-q3", "shipped_in": "0.1.0"} if s == sha else None)
     other_path = _other_weights(tiny_model, tmp_path)
     before = snapshot(tmp_path)

@@ -141,11 +141,13 @@ def bases(tiny_model, tmp_path_factory) -> list[tuple[bytes, dict]]:
 def test_mutated_code_files_fail_cleanly(bases, tiny_model):
     import convae.atomic
     import convae.codec
+    import convae.inference
+    import convae.zoo
 
     shm = Path("/dev/shm")  # memory-backed when present: 10,000 small writes stay fast
     work = Path(tempfile.mkdtemp(prefix="convae-fuzz-", dir=shm if shm.is_dir() else None))
     npy, manifest, out = work / "c.npy", work / "c.json", work / "out"
-    loaded = convae.codec.load_model(str(tiny_model))
+    loaded = convae.zoo.load_model(str(tiny_model))
     outcomes: Counter = Counter()
 
     @settings(max_examples=CASES, deadline=None, database=None, derandomize=True,
@@ -175,7 +177,7 @@ def test_mutated_code_files_fail_cleanly(bases, tiny_model):
             shutil.rmtree(out, ignore_errors=True)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(convae.codec, "load_model", lambda _: loaded)  # same weights each case: skip re-reading them
+        mp.setattr(convae.inference, "load_model", lambda _: loaded)  # same weights each case: skip re-reading them
         mp.setattr(convae.atomic.os, "sync", lambda: None)  # durability is not what this test is about
         try:
             case()

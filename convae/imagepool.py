@@ -1,0 +1,178 @@
+"""Workers that read and write image files while the model runs: processes where they can be, else threads.
+
+Reading or writing a small PNG is mostly per-file Python that holds the GIL, so threads cannot
+overlap it with the model's work; processes can. The pool forks when PyTorch is not loaded yet
+(the codec commands create it before importing PyTorch): the fork is then cheap and inherits no
+PyTorch threads, and the first reads run while PyTorch's own 1-1.5 s import does. Where fork is
+unavailable, or PyTorch is already loaded (a library caller), it uses threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from convae.errors import ConvaeError, DataError
+from convae.images import Decoded, read_image, restore
+
+SMALL_IMAGE_BYTES = 1 << 14  # about a 64x64 RGB image
+TASK_BYTES = 1 << 16  # file bytes per read task: few hand-offs for small images, one large image per task
+READ_AHEAD_BYTES = 1 << 26  # decoded pixels read ahead of the caller: all of 10,000 28x28 images, 85 512x512 RGB
+
+
+def forking_is_safe() -> bool:
+    """True where a worker process can be forked cheaply and safely: fork exists and PyTorch is not loaded."""
+    return "fork" in multiprocessing.get_all_start_methods() and "torch" not in sys.modules
+
+
+class ImagePool:
+    """Reads image files ahead of the model and writes reconstructions as PNGs, off the main thread.
+
+    ``image_bytes`` is about the size of one image (file or pixels): it sets how many threads a
+    thread pool gets and how many files a read task holds.
+    """
+
+    def __init__(self, image_bytes: float, processes: bool | None = None) -> None:
+        cores = os.cpu_count() or 1
+        self.processes = forking_is_safe() if processes is None else processes
+        self.per_task = max(1, min(64, int(TASK_BYTES // max(image_bytes, 1))))
+        if self.processes:
+            self.workers = max(1, min(4, cores))
+            fork = multiprocessing.get_context("fork")
+            self._pool: Executor = ProcessPoolExecutor(  # Ctrl-C is the parent's to handle: workers ignore it
+                self.workers, mp_context=fork, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+            self._pool.submit(os.getpid).result()  # the executor forks all its workers now, at its first task
+        else:  # small images cost GIL-bound Python per file: a second thread only adds contention
+            self.workers = 1 if image_bytes <= SMALL_IMAGE_BYTES else max(1, min(4, cores))
+            self._pool = ThreadPoolExecutor(self.workers)
+        self._reads: list[_ReadAhead] = []
+
+    def __enter__(self) -> ImagePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for reads in self._reads:
+            reads.stop()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def read(self, files: list[Path]) -> Iterator[tuple[Decoded | DataError, int]]:
+        """``(read_image(path) or its DataError, file bytes)`` per file, in order.
+
+        Reading starts at once, in the background, and keeps going while the caller does other
+        work (such as importing PyTorch), up to ``READ_AHEAD_BYTES`` of decoded pixels not yet taken
+        and two tasks per worker in flight. Pixels keep the file's own channels;
+        ``images.to_channels`` fits them to a model.
+        """
+        tasks = [files[i : i + self.per_task] for i in range(0, len(files), self.per_task)]
+        self._reads.append(_ReadAhead(self._pool, tasks, 2 * self.workers))
+        return self._reads[-1].results()
+
+    def write(self, decoded: list[tuple], folder: Path) -> list[Future]:
+        """Start writing ``(entry, name, pixels, alpha)`` items as PNGs under ``folder``: one task per
+        worker, each future giving the bytes written."""
+        share = -(-len(decoded) // self.workers)
+        return [self._pool.submit(_write_pngs, decoded[i : i + share], folder) for i in range(0, len(decoded), share)]
+
+
+def written_bytes(futures: list[Future]) -> int:
+    """Wait for ``ImagePool.write`` tasks; the bytes they wrote."""
+    return sum(_result(f) for f in futures)
+
+
+class _ReadAhead:
+    """Submits read tasks from a thread, within a budget of pixels read but not yet taken."""
+
+    def __init__(self, pool: Executor, tasks: list[list[Path]], in_flight: int) -> None:
+        self._pool, self._max_in_flight = pool, in_flight
+        self._ready: queue.Queue[Future | None] = queue.Queue()
+        self._cv = threading.Condition()
+        self._in_flight = self._held = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._submit_all, args=(tasks,), daemon=True)
+        self._thread.start()
+
+    def _submit_all(self, tasks: list[list[Path]]) -> None:
+        for task in tasks:
+            with self._cv:
+                self._cv.wait_for(lambda: self._stop or (self._in_flight < self._max_in_flight
+                                                         and self._held < READ_AHEAD_BYTES))
+                if self._stop:
+                    return
+                self._in_flight += 1
+            try:
+                future = self._pool.submit(_read_files, task)
+            except RuntimeError:  # the pool shut down: the caller stopped early
+                return
+            future.add_done_callback(self._done)
+            self._ready.put(future)
+        self._ready.put(None)
+
+    def _done(self, future: Future) -> None:
+        held = 0 if future.cancelled() or future.exception() else _pixel_bytes(future.result())
+        with self._cv:
+            self._in_flight -= 1
+            self._held += held
+            self._cv.notify()
+
+    def results(self) -> Iterator[tuple[Decoded | DataError, int]]:
+        """The tasks' results, in order (a generator: closing it stops the submitting)."""
+        try:
+            while (future := self._ready.get()) is not None:
+                results = _result(future)
+                with self._cv:
+                    self._held -= _pixel_bytes(results)
+                    self._cv.notify()
+                yield from results
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Submit nothing more (tasks already submitted still run)."""
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+def _pixel_bytes(results: list[tuple[Decoded | DataError, int]]) -> int:
+    return sum(d.pixels.nbytes for d, _ in results if isinstance(d, Decoded))
+
+
+def _result(future: Future) -> Any:
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        raise ConvaeError("an image worker process died (out of memory?); nothing was written") from exc
+
+
+def _read_files(paths: list[Path]) -> list[tuple[Decoded | DataError, int]]:
+    out: list[tuple[Decoded | DataError, int]] = []
+    for path in paths:
+        try:
+            decoded: Decoded | DataError = read_image(path)
+        except DataError as exc:
+            decoded = exc
+        size = 0
+        with contextlib.suppress(OSError):
+            size = path.stat().st_size
+        out.append((decoded, size))
+    return out
+
+
+def _write_pngs(decoded: list[tuple], folder: Path) -> int:
+    total = 0
+    for e, name, pixels, alpha in decoded:
+        restore(pixels, e.mode, alpha, e.has_alpha).save(folder / name, format="PNG")
+        total += (folder / name).stat().st_size
+    return total

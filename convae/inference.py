@@ -1,0 +1,204 @@
+"""The model's side of compress and decompress: pick and check the model, run batches through it.
+
+PyTorch loads with this module; ``convae.codec`` imports it only once its image workers are
+reading, so the two overlap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from convae.chunks import read_chunk
+from convae.entropy import EntropyCoder
+from convae.errors import ConvaeError, FormatError, UsageError, WeightsError
+from convae.format import CodeFile, ImageEntry
+from convae.images import Decoded
+from convae.metrics import per_image_mse, psnr, ssim
+from convae.models.base import Autoencoder
+from convae.quantize import INTEGER, Quantizer
+from convae.registry import UnknownModelError, get_spec
+from convae.zoo import LoadedModel, load_model, retired_weights
+
+
+def on_device(loaded: LoadedModel, device: str) -> Autoencoder:
+    """The loaded model on ``device``, channels-last (3x faster convolutions on the CPU)."""
+    return loaded.model.to(device, memory_format=torch.channels_last)
+
+
+def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """``x`` padded at the bottom and right (replicating edges) to multiples of ``stride``."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % stride, -w % stride
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Model output in [0, 1], (N, C, H, W) -> uint8 (N, H, W, C) pixels."""
+    return x.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+@contextlib.contextmanager
+def model_threads(device: str) -> Iterator[None]:
+    """On the CPU, give the model half the cores and leave the rest to the image workers.
+
+    Measured on 2 cores: torch's spinning intra-op threads otherwise fight the PNG readers and
+    writers, and 10,000 small images cost 1.7x the CPU time (see docs/PERFORMANCE.md).
+    """
+    before = torch.get_num_threads()
+    want = min(before, max(1, (os.cpu_count() or 1) // 2))
+    if device != "cpu" or want == before:
+        yield
+        return
+    torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def select_quantizer(model: Autoencoder, bits: int | None) -> Quantizer:
+    """The model's calibrated quantiser, or one with ``bits`` bits per symbol (1 to 16)."""
+    q = model.quantizer
+    if not q.calibrated:
+        raise ConvaeError(f"model {model.variant!r} has no calibrated quantiser; retrain it with `convae train`")
+    if bits is not None:
+        if not 1 <= bits <= 16:
+            raise UsageError(f"--bits {bits}: choose 1 to 16")
+        q = q.with_bits(bits)
+    return q
+
+
+def model_header(loaded: LoadedModel, q: Quantizer, coding: str) -> dict[str, Any]:
+    """The manifest fields that name the model, quantiser and coding."""
+    model = loaded.model
+    return {
+        "model": {"variant": model.variant, "source": loaded.source, "sha256": loaded.sha256},
+        "quantizer": {
+            "mode": "integer" if int(q.mode) == INTEGER else "uniform",
+            "levels": int(q.levels),
+            "lo": [float(v) for v in q.lo.tolist()],
+            "hi": [float(v) for v in q.hi.tolist()],
+        },
+        "coding": coding,
+    }
+
+
+def decoder_model(manifest: dict[str, Any], model: str | None) -> LoadedModel:
+    """The model that made a code file (``model`` or the one its manifest names), refused unless its sha256 matches."""
+    want = manifest["model"]
+    made_with = f"these codes were made with {want.get('source') or want['variant']}"
+    if model is None:
+        try:
+            model = get_spec(want["variant"]).name
+        except UnknownModelError as exc:
+            raise FormatError(f"{made_with}, a variant this installation lacks ({exc})") from exc
+        try:
+            loaded = load_model(model)
+        except WeightsError as exc:
+            raise WeightsError(f"{exc}; {made_with}: pass --model with those weights") from exc
+    else:
+        loaded = load_model(model)
+    if loaded.sha256 != want["sha256"]:
+        retired = retired_weights(want["sha256"])
+        if retired:
+            raise FormatError(
+                f"{made_with} as shipped in convae {retired['shipped_in']}, whose {retired['variant']} weights "
+                f"have since been replaced: decode them with convae {retired['shipped_in']}, or pass --model "
+                f"with its {retired['variant']}.safetensors"
+            )
+        raise FormatError(
+            f"{made_with} (weights sha256 {want['sha256'][:12]}…); {loaded.source} has sha256 "
+            f"{loaded.sha256[:12]}… — pass --model with the weights that made them"
+        )
+    return loaded
+
+
+def manifest_quantizer(net: Autoencoder, manifest: dict[str, Any]) -> Quantizer:
+    """The quantiser a code file was made with: the model's own, or its ``--bits`` variant."""
+    levels = manifest["quantizer"]["levels"]
+    q = net.quantizer
+    if levels != int(q.levels):
+        bits = levels.bit_length() - 1
+        if levels != 1 << bits or not 1 <= bits <= 16 or int(q.mode) == INTEGER:
+            raise FormatError("manifest quantiser does not fit the model")
+        q = q.with_bits(bits)
+    return q
+
+
+def latents(cf: CodeFile, net: Autoencoder, coder: EntropyCoder | None,
+             levels: int) -> Iterator[tuple[ImageEntry, np.ndarray, np.ndarray | None]]:
+    """``(entry, symbols, alpha or None)`` per image, decoding one chunk at a time."""
+    dtype = np.dtype(cf.manifest["codes"]["dtype"])
+    for entries, data in cf.chunk_payloads():
+        decoded = read_chunk(entries, data, net.latent_shape, coder, dtype, levels)
+        yield from ((e, sym, alpha) for e, (sym, alpha) in zip(entries, decoded, strict=True))
+
+
+@torch.inference_mode()
+def encode_batch(
+    net: Autoencoder, q: Quantizer, decoded: list[Decoded], device: str, verify: bool
+) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Symbols (and, with ``verify``, uint8 reconstructions) per image, batching equal sizes."""
+    symbols: list[np.ndarray | None] = [None] * len(decoded)
+    recon: list[np.ndarray | None] = [None] * len(decoded)
+    by_size = defaultdict(list)
+    for i, d in enumerate(decoded):
+        by_size[d.pixels.shape].append(i)
+    for (h, w, _), idx in by_size.items():
+        x = torch.from_numpy(np.stack([decoded[i].pixels for i in idx])).to(device)
+        x = pad_to_stride(x.permute(0, 3, 1, 2).float().div_(255), net.stride)
+        s = q.to_symbols(net.encode(x.contiguous(memory_format=torch.channels_last)))
+        if verify:
+            r = to_uint8(net.decode(q.from_symbols(s))[..., :h, :w].cpu())
+        s = s.cpu().numpy()
+        for j, i in enumerate(idx):
+            symbols[i] = s[j]
+            if verify:
+                recon[i] = r[j]
+    return symbols, recon
+
+
+@torch.inference_mode()
+def decode_batch(net: Autoencoder, q: Quantizer, parsed: list[tuple], device: str) -> list[tuple]:
+    """``(entry, name, symbols, alpha)`` items -> ``(entry, name, uint8 pixels, alpha)``, batching equal shapes."""
+    by_shape = defaultdict(list)
+    for i, (_, _, sym, _) in enumerate(parsed):
+        by_shape[sym.shape].append(i)
+    out: list[tuple | None] = [None] * len(parsed)
+    for _, idx in by_shape.items():
+        s = torch.from_numpy(np.stack([parsed[i][2] for i in idx]).astype(np.int64)).to(device)
+        x = to_uint8(net.decode(q.from_symbols(s).contiguous(memory_format=torch.channels_last)).cpu())
+        for j, i in enumerate(idx):
+            e, name, _, alpha = parsed[i]
+            out[i] = (e, name, np.ascontiguousarray(x[j, : e.height, : e.width]), alpha)
+    return out  # a list, not a generator: inference mode is entered once per batch, not once per image
+
+
+def accumulate(stats: dict[str, float], original: np.ndarray, recon: np.ndarray) -> None:
+    """Add one image's MSE, PSNR and SSIM to ``stats`` (for ``verify_report``)."""
+    a = torch.from_numpy(original).permute(2, 0, 1)[None].float() / 255
+    b = torch.from_numpy(recon).permute(2, 0, 1)[None].float() / 255
+    mse = float(per_image_mse(a, b)[0])
+    stats["n"] += 1
+    stats["mse"] += mse
+    stats["psnr"] += min(psnr(mse), 100.0)
+    stats["ssim"] += float(ssim(a, b)[0])
+
+
+def verify_report(stats: dict[str, float]) -> dict[str, float]:
+    """Mean MSE, PSNR and SSIM of the images ``accumulate`` saw."""
+    n = stats["n"] or 1
+    return {
+        "mse": round(stats["mse"] / n, 6),
+        "psnr_of_mean_mse": round(psnr(stats["mse"] / n), 3),
+        "mean_psnr": round(stats["psnr"] / n, 3),
+        "ssim": round(stats["ssim"] / n, 4),
+    }

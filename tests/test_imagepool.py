@@ -1,0 +1,145 @@
+"""Image workers: processes and threads give the same pixels and files, reading ahead stays bounded,
+a dead worker is a one-line error, and the command line (processes, forked before PyTorch loads)
+makes the same bytes as the library in a process that already has PyTorch (threads)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import convae.imagepool as imagepool
+from convae.codec import compress, decompress
+from convae.errors import ConvaeError, DataError
+from convae.format import ImageEntry
+from convae.imagepool import ImagePool, written_bytes
+from convae.images import read_image, to_channels
+from tests.codec_util import convae_script, mode_images, snapshot
+from tests.conftest import make_images, write_pngs
+
+
+def _files(folder: Path) -> list[Path]:
+    files = sorted(mode_images(folder).values())
+    (folder / "broken.png").write_bytes(b"not a png")
+    return [*files, folder / "broken.png"]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_to_channels_gives_the_pixels_of_a_direct_read(tmp_path, channels):
+    for path in _files(tmp_path)[:-1]:
+        direct, native = read_image(path, channels), read_image(path)
+        fitted = to_channels(native, channels)
+        assert native.pixels.shape[2] in (1, 3)
+        np.testing.assert_array_equal(fitted.pixels, direct.pixels, err_msg=path.name)
+        assert (fitted.mode, fitted.has_alpha) == (direct.mode, direct.has_alpha)
+        np.testing.assert_array_equal(fitted.alpha if fitted.alpha is not None else [],
+                                      direct.alpha if direct.alpha is not None else [])
+
+
+@pytest.mark.parametrize("processes", [True, False])
+def test_pool_reads_every_file_in_order_with_its_size(tmp_path, processes):
+    files = _files(tmp_path) * 3  # several tasks' worth
+    with ImagePool(100, processes=processes) as pool:
+        pool.per_task = 4
+        got = list(pool.read(files))
+    assert pool.processes is processes
+    assert len(got) == len(files)
+    for path, (decoded, size) in zip(files, got, strict=True):
+        assert size == path.stat().st_size
+        if path.name == "broken.png":
+            assert isinstance(decoded, DataError) and "not an image file" in str(decoded)
+        else:
+            np.testing.assert_array_equal(decoded.pixels, read_image(path).pixels, err_msg=path.name)
+
+
+@pytest.mark.parametrize("processes", [True, False])
+def test_pool_writes_the_same_pngs_either_way(tmp_path, processes):
+    pixels = make_images(5, seed=4)
+    items = [(ImageEntry(f"{i}.png", 28, 28, "L", False, 0), f"{i}.png", pixels[i][:, :, None], None) for i in range(5)]
+    folder = tmp_path / ("p" if processes else "t")
+    folder.mkdir()
+    with ImagePool(784, processes=processes) as pool:
+        total = written_bytes(pool.write(items, folder))
+    assert total == sum(p.stat().st_size for p in folder.iterdir()) > 0
+    for i in range(5):
+        np.testing.assert_array_equal(np.asarray(Image.open(folder / f"{i}.png")), pixels[i])
+
+
+def test_reading_ahead_stops_at_the_budget_until_results_are_taken(tmp_path, monkeypatch):
+    files = write_pngs(tmp_path, make_images(40, seed=5))
+    monkeypatch.setattr(imagepool, "READ_AHEAD_BYTES", 1)  # any finished task fills the budget
+    submitted = []
+
+    class Counting(ThreadPoolExecutor):
+        def submit(self, fn, *args):
+            submitted.append(args)
+            return super().submit(fn, *args)
+
+    monkeypatch.setattr(imagepool, "ThreadPoolExecutor", Counting)
+    with ImagePool(100, processes=False) as pool:
+        pool.per_task = 2
+        reads = pool.read(files)
+        time.sleep(0.3)  # time enough to read all 20 tasks, were nothing holding them back
+        assert len(submitted) == 2 * pool.workers  # the tasks in flight when the budget filled
+        got = list(reads)
+    assert len(submitted) == 20
+    assert [d.pixels.sum() for d, _ in got] == [read_image(p).pixels.sum() for p in files]
+
+
+def test_leaving_the_pool_early_stops_the_reading(tmp_path, monkeypatch):
+    files = write_pngs(tmp_path, make_images(30, seed=6))
+    monkeypatch.setattr(imagepool, "READ_AHEAD_BYTES", 1)  # the submitting thread waits for room...
+    before = threading.active_count()
+    with ImagePool(100, processes=True) as pool:
+        pool.per_task = 1
+        reads = pool.read(files)
+        next(reads)
+    assert threading.active_count() <= before  # ...and is told to stop, not left waiting
+
+
+def test_a_dead_worker_is_a_one_line_error(tmp_path, monkeypatch):
+    files = write_pngs(tmp_path, make_images(3, seed=7))
+    monkeypatch.setattr(imagepool, "read_image", lambda path: os._exit(9))  # the forked worker inherits it
+    with pytest.raises(ConvaeError, match="worker process died"), ImagePool(100, processes=True) as pool:
+        list(pool.read(files))
+
+
+def test_the_command_line_makes_the_bytes_the_library_makes(tmp_path, tiny_model, image_folder):
+    """The CLI in a fresh process reads in forked workers beside PyTorch's import; this test's process
+    has PyTorch loaded, so the library uses threads: codes and reconstructions must be byte-identical."""
+    lib, cli = tmp_path / "lib", tmp_path / "cli"
+    compress([image_folder], lib.with_suffix(".npy"), model=str(tiny_model))
+    decompress(lib.with_suffix(".npy"), lib, model=str(tiny_model))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    for args in (["compress", image_folder, cli.with_suffix(".npy")], ["decompress", cli.with_suffix(".npy"), cli]):
+        done = subprocess.run([convae_script(), *map(str, args), "--model", str(tiny_model), "--quiet"],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert cli.with_suffix(".npy").read_bytes() == lib.with_suffix(".npy").read_bytes()
+    assert cli.with_suffix(".json").read_bytes() == lib.with_suffix(".json").read_bytes()
+    assert snapshot(cli) == snapshot(lib) and len(snapshot(cli)) == 12
+    assert oct(cli.stat().st_mode & 0o777) == oct(0o777 & ~_umask())  # renamed into place whole, as mkdir makes it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli", "cli.json", "cli.npy", "images", "lib", "lib.json",
+                                                         "lib.npy"]  # no staging folder left beside it
+
+
+def test_torch_loading_pauses_the_collector_then_freezes():
+    code = ("import gc\nfrom convae.imports import torch_loading\nwith torch_loading():\n    import torch\n"
+            "    assert not gc.isenabled()\nassert gc.isenabled() and gc.get_freeze_count() > 100000\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
