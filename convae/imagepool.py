@@ -3,8 +3,9 @@
 Reading or writing a small PNG is mostly per-file Python that holds the GIL, so threads cannot
 overlap it with the model's work; processes can. The pool forks when PyTorch is not loaded yet
 (the codec commands create it before importing PyTorch): the fork is then cheap and inherits no
-PyTorch threads, and the first reads run while PyTorch's own 1-1.5 s import does. Where fork is
-unavailable, or PyTorch is already loaded (a library caller), it uses threads.
+PyTorch threads, and the first reads run while PyTorch's own 1-1.5 s import does. Off Linux, where
+PyTorch is already loaded (a library caller), in a daemonic process, or when no process can be
+started, it uses threads.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ READ_AHEAD_BYTES = 1 << 26  # decoded pixels read ahead of the caller: all of 10
 
 
 def forking_is_safe() -> bool:
-    """True where a worker process can be forked cheaply and safely: fork exists and PyTorch is not loaded."""
-    return "fork" in multiprocessing.get_all_start_methods() and "torch" not in sys.modules
+    """True where worker processes can be forked cheaply and safely: on Linux, PyTorch not loaded yet,
+    and not inside a daemonic process (which may not have children)."""
+    return (sys.platform == "linux" and "torch" not in sys.modules
+            and not multiprocessing.current_process().daemon)
 
 
 class ImagePool:
@@ -51,8 +54,12 @@ class ImagePool:
             fork = multiprocessing.get_context("fork")
             self._pool: Executor = ProcessPoolExecutor(  # Ctrl-C is the parent's to handle: workers ignore it
                 self.workers, mp_context=fork, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
-            self._pool.submit(os.getpid).result()  # the executor forks all its workers now, at its first task
-        else:  # small images cost GIL-bound Python per file: a second thread only adds contention
+            try:
+                self._pool.submit(os.getpid).result()  # the executor forks all its workers now, at its first task
+            except (OSError, BrokenProcessPool):  # no processes to be had (a process limit): use threads
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self.processes = False
+        if not self.processes:  # small images cost GIL-bound Python per file: a second thread only adds contention
             self.workers = 1 if image_bytes <= SMALL_IMAGE_BYTES else max(1, min(4, cores))
             self._pool = ThreadPoolExecutor(self.workers)
         self._reads: list[_ReadAhead] = []

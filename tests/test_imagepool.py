@@ -143,3 +143,27 @@ def _umask() -> int:
     os.umask(mask)
     return mask
 
+
+
+def test_no_processes_to_be_had_means_threads(tmp_path, monkeypatch):
+    files = write_pngs(tmp_path, make_images(3, seed=8))
+
+    class NoFork(imagepool.ProcessPoolExecutor):
+        def submit(self, fn, *args):
+            raise BlockingIOError(11, "Resource temporarily unavailable")  # what fork says at a process limit
+
+    monkeypatch.setattr(imagepool, "ProcessPoolExecutor", NoFork)
+    with ImagePool(100, processes=True) as pool:
+        assert not pool.processes
+        assert len(list(pool.read(files))) == 3
+
+
+def test_forking_only_before_pytorch_and_outside_daemonic_processes():
+    code = ("import multiprocessing as mp\nfrom convae.imagepool import forking_is_safe\n"
+            "def child(q):\n    q.put(forking_is_safe())\n"
+            "fork = mp.get_context('fork')\nq = fork.Queue()\np = fork.Process(target=child, args=(q,), daemon=True)\n"
+            "p.start()\nin_daemon = q.get(timeout=60)\np.join()\nbefore = forking_is_safe()\nimport torch\n"
+            "print(before, in_daemon, forking_is_safe())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False", "False"]
