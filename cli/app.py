@@ -273,10 +273,19 @@ def eval_cmd(
 
 def _run_codec(title: str, run: Callable[..., Any], *args: Any, device: str, json_out: bool, quiet: bool,
                **kwargs: Any) -> Any:
-    """Call ``codec.compress``/``codec.decompress`` under a progress bar, report its summary and return it."""
-    with progress(None, title, quiet) as bar:
-        summary = run(*args, device=_device(device), **kwargs,
-                      progress=lambda n, total: bar.update(bar.task_ids[0], advance=n, total=total))
+    """Call ``codec.compress``/``codec.decompress`` under a progress bar, report its summary and return it.
+
+    The bar (and Rich's refresh thread) starts at the first batch: the command forks its image
+    workers before that, and forks only while no other thread runs.
+    """
+
+    def advance(n: int, total: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(bar.task_ids[0], advance=n, total=total)
+
+    with progress(None, title, quiet, start=False) as bar:
+        summary = run(*args, device=_device(device), **kwargs, progress=advance)
     _report(summary.as_dict(), title, json_out, quiet)
     return summary
 

@@ -54,11 +54,19 @@ def print_json(data: Any) -> None:
 
 
 @contextlib.contextmanager
-def progress(total: int | None, description: str, quiet: bool = False, **fields: Any) -> Iterator[Progress]:
-    """A Rich progress bar on stderr, shown only when stderr is a terminal and not ``quiet``."""
+def progress(total: int | None, description: str, quiet: bool = False, start: bool = True,
+             **fields: Any) -> Iterator[Progress]:
+    """A Rich progress bar on stderr, shown only when stderr is a terminal and not ``quiet``.
+
+    With ``start=False`` the caller starts it (``bar.start()``); it is stopped on exit either way.
+    """
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
     bar = Progress(*columns, console=stderr, disable=quiet or not stderr.is_terminal, transient=False)
-    with bar:
-        bar.add_task(description, total=total, info=fields.get("info", ""))
+    bar.add_task(description, total=total, info=fields.get("info", ""))
+    if start:
+        bar.start()
+    try:
         yield bar
+    finally:
+        bar.stop()

@@ -4,8 +4,8 @@ Reading or writing a small PNG is mostly per-file Python that holds the GIL, so 
 overlap it with the model's work; processes can. The pool forks when PyTorch is not loaded yet
 (the codec commands create it before importing PyTorch): the fork is then cheap and inherits no
 PyTorch threads, and the first reads run while PyTorch's own 1-1.5 s import does. Off Linux, where
-PyTorch is already loaded (a library caller), in a daemonic process, or when no process can be
-started, it uses threads.
+PyTorch is already loaded (a library caller) or another thread runs, in a daemonic process, or when
+no process can be started, it uses threads.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ READ_AHEAD_BYTES = 1 << 26  # decoded pixels read ahead of the caller: all of 10
 
 def forking_is_safe() -> bool:
     """True where worker processes can be forked cheaply and safely: on Linux, PyTorch not loaded yet,
-    and not inside a daemonic process (which may not have children)."""
-    return (sys.platform == "linux" and "torch" not in sys.modules
+    no other thread running (one could hold a lock the child needs), and not inside a daemonic
+    process (which may not have children)."""
+    return (sys.platform == "linux" and "torch" not in sys.modules and threading.active_count() == 1
             and not multiprocessing.current_process().daemon)
 
 

@@ -158,12 +158,15 @@ def test_no_processes_to_be_had_means_threads(tmp_path, monkeypatch):
         assert len(list(pool.read(files))) == 3
 
 
-def test_forking_only_before_pytorch_and_outside_daemonic_processes():
-    code = ("import multiprocessing as mp\nfrom convae.imagepool import forking_is_safe\n"
+def test_forking_only_before_pytorch_with_no_other_thread_and_outside_daemonic_processes():
+    code = ("import multiprocessing as mp, threading\nfrom convae.imagepool import forking_is_safe\n"
             "def child(q):\n    q.put(forking_is_safe())\n"
             "fork = mp.get_context('fork')\nq = fork.Queue()\np = fork.Process(target=child, args=(q,), daemon=True)\n"
-            "p.start()\nin_daemon = q.get(timeout=60)\np.join()\nbefore = forking_is_safe()\nimport torch\n"
-            "print(before, in_daemon, forking_is_safe())\n")
+            "p.start()\nin_daemon = q.get(timeout=60)\np.join()\nq.close()\nq.join_thread()\n"
+            "stop = threading.Event()\nt = threading.Thread(target=stop.wait)\nt.start()\n"
+            "with_thread = forking_is_safe()\nstop.set()\nt.join()\n"
+            "before = forking_is_safe()\nimport torch\n"
+            "print(before, in_daemon, with_thread, forking_is_safe())\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True", "False", "False"]
+    assert done.stdout.split() == ["True", "False", "False", "False"]
