@@ -139,17 +139,7 @@ def compress(
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: must be at least 1")
     start = time.perf_counter()
-    root, files = find_images(inputs)
-    rels = [p.relative_to(root).as_posix() for p in files]
-    header_shard, first = None, 0
-    if shard:
-        part = shard_slice(len(files), shard)
-        first = part.start
-        header_shard = {"index": shard[0], "count": shard[1], "total_images": len(files), "job": job_id(rels)}
-        files, rels = files[part], rels[part]
-        if not files:
-            raise UsageError(f"--shard {shard[0]}/{shard[1]}: this shard is empty (the job has only "
-                             f"{header_shard['total_images']} images); use at most that many shards")
+    files, rels, first, header_shard = _job_inputs(inputs, shard)
     summary = Summary()
     stats: dict[str, float] = defaultdict(float)
     latent_shapes = set()
@@ -168,20 +158,11 @@ def compress(
             dtype = np.dtype(np.uint8) if coder else symbol_dtype(int(q.levels))
             chunker: Chunker[Latent] = Chunker(
                 lambda chunk: writer.add([e for e, _, _ in chunk], chunk_payload(chunk, coder, dtype)))
+            no_alpha = None if coder else "--raw" if raw else "--bits"  # the option that loses transparency
             items = zip(range(first, first + len(files)), files, rels, reads, strict=True)
             with mi.model_threads(device):
                 for batch in _batches(items, batch_size, _read_pixels):
-                    good = []
-                    for index, path, rel, (d, size) in batch:
-                        if isinstance(d, Decoded) and coder is None and d.alpha is not None:
-                            d = DataError(f"{path}: has transparency, which uncoded symbols cannot keep; drop "
-                                          f"{'--raw' if raw else '--bits'} (entropy-coded files keep it)")
-                        if isinstance(d, DataError):
-                            if on_error == "stop":
-                                raise d
-                            summary.skipped.append({"path": str(path), "error": str(d)})
-                        else:
-                            good.append((index, rel, to_channels(d, net.in_channels), size))
+                    good = _readable(batch, net.in_channels, no_alpha, on_error == "stop", summary.skipped)
                     symbols, recon = mi.encode_batch(net, q, [d for _, _, d, _ in good], device, verify)
                     for (index, rel, d, size), sym, rec in zip(good, symbols, recon, strict=True):
                         latent_shapes.add(sym.shape)
@@ -216,6 +197,42 @@ def compress(
     if verify:
         summary.extra["verify"] = mi.verify_report(stats)
     return summary
+
+
+def _job_inputs(inputs: list[Path], shard: tuple[int, int] | None
+                ) -> tuple[list[Path], list[str], int, dict[str, Any] | None]:
+    """The files to code, their manifest paths, the first one's index in the job, and the shard header."""
+    root, files = find_images(inputs)
+    rels = [p.relative_to(root).as_posix() for p in files]
+    if not shard:
+        return files, rels, 0, None
+    part = shard_slice(len(files), shard)
+    header = {"index": shard[0], "count": shard[1], "total_images": len(files), "job": job_id(rels)}
+    if part.start >= part.stop:
+        raise UsageError(f"--shard {shard[0]}/{shard[1]}: this shard is empty (the job has only "
+                         f"{len(files)} images); use at most that many shards")
+    return files[part], rels[part], part.start, header
+
+
+def _readable(batch: list[tuple], channels: int, no_alpha: str | None, stop: bool,
+              skipped: list[dict[str, str]]) -> list[tuple]:
+    """``(index, rel, decoded, size)`` for the batch's images that can be coded, fitted to ``channels``.
+
+    The others raise their ``DataError`` (``stop``) or are added to ``skipped``. ``no_alpha`` names
+    the option that makes images with transparency uncodable (None: they are fine).
+    """
+    good = []
+    for index, path, rel, (d, size) in batch:
+        if isinstance(d, Decoded) and no_alpha and d.alpha is not None:
+            d = DataError(f"{path}: has transparency, which uncoded symbols cannot keep; drop {no_alpha} "
+                          "(entropy-coded files keep it)")
+        if isinstance(d, DataError):
+            if stop:
+                raise d
+            skipped.append({"path": str(path), "error": str(d)})
+        else:
+            good.append((index, rel, to_channels(d, channels), size))
+    return good
 
 
 def _read_pixels(item: tuple) -> int:
