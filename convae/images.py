@@ -103,7 +103,7 @@ def _open(path: Path) -> Image.Image:
     return img
 
 
-def _split(img: Image.Image, channels: int) -> Decoded:
+def _split(img: Image.Image, channels: int | None) -> Decoded:
     mode = img.mode
     alpha = None
     has_alpha = mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in img.info)

@@ -170,3 +170,13 @@ def test_forking_only_before_pytorch_with_no_other_thread_and_outside_daemonic_p
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "False", "False", "False"]
+
+
+def test_the_codec_and_the_command_line_load_pytorch_only_when_they_need_it():
+    """The image workers can fork before PyTorch loads only if nothing imports it earlier."""
+    code = ("import sys\nimport convae.codec, convae.cli.app\nfrom convae.cli.app import _device\n"
+            "assert _device('cpu') == 'cpu'\nfrom convae.imagepool import forking_is_safe\n"
+            "print('torch' in sys.modules, forking_is_safe())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
