@@ -4,7 +4,7 @@ Image files are read and written by worker processes (convae/imagepool.py) that 
 PyTorch loads: this module imports the model side (convae/inference.py, PyTorch) only once they run.
 
 Memory stays bounded whatever the number of images: inputs are read at most ``READ_AHEAD_BYTES``
-of pixels ahead of the encoder, a batch holds at most ``batch_size`` images and
+(32 MiB) ahead of the encoder, a batch holds at most ``batch_size`` images and
 ``MAX_BATCH_PIXELS`` pixels, the chunk being coded at most ``CHUNK`` images' symbols (see
 convae/chunks.py), codes go straight to a temporary file, and decompress reads the codes through a
 memory map, one chunk at a time. Only the per-image manifest entries (a path and a few integers

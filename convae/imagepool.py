@@ -28,7 +28,8 @@ from convae.images import Decoded, read_image, restore
 
 SMALL_IMAGE_BYTES = 1 << 14  # about a 64x64 RGB image
 TASK_BYTES = 1 << 16  # file bytes per read task: few hand-offs for small images, one large image per task
-READ_AHEAD_BYTES = 1 << 26  # decoded pixels read ahead of the caller: all of 10,000 28x28 images, 85 512x512 RGB
+READ_AHEAD_BYTES = 1 << 25  # memory of images read ahead of the caller: 18,000 28x28 images, 42 512x512 RGB
+IMAGE_OVERHEAD = 1 << 10  # bytes held per image besides its pixels (Python objects), counted against it
 
 
 def forking_is_safe() -> bool:
@@ -77,9 +78,9 @@ class ImagePool:
         """``(read_image(path) or its DataError, file bytes)`` per file, in order.
 
         Reading starts at once, in the background, and keeps going while the caller does other
-        work (such as importing PyTorch), up to ``READ_AHEAD_BYTES`` of decoded pixels not yet taken
-        and two tasks per worker in flight. Pixels keep the file's own channels;
-        ``images.to_channels`` fits them to a model.
+        work (such as importing PyTorch), up to ``READ_AHEAD_BYTES`` of images not yet taken (pixels
+        and ``IMAGE_OVERHEAD`` each) and two tasks per worker in flight. Pixels keep the file's own
+        channels; ``images.to_channels`` fits them to a model.
         """
         tasks = [files[i : i + self.per_task] for i in range(0, len(files), self.per_task)]
         self._reads.append(_ReadAhead(self._pool, tasks, 2 * self.workers))
@@ -126,7 +127,7 @@ class _ReadAhead:
         self._ready.put(None)
 
     def _done(self, future: Future) -> None:
-        held = 0 if future.cancelled() or future.exception() else _pixel_bytes(future.result())
+        held = 0 if future.cancelled() or future.exception() else _held_bytes(future.result())
         with self._cv:
             self._in_flight -= 1
             self._held += held
@@ -138,7 +139,7 @@ class _ReadAhead:
             while (future := self._ready.get()) is not None:
                 results = _result(future)
                 with self._cv:
-                    self._held -= _pixel_bytes(results)
+                    self._held -= _held_bytes(results)
                     self._cv.notify()
                 yield from results
         finally:
@@ -153,8 +154,8 @@ class _ReadAhead:
             self._thread.join()
 
 
-def _pixel_bytes(results: list[tuple[Decoded | DataError, int]]) -> int:
-    return sum(d.pixels.nbytes for d, _ in results if isinstance(d, Decoded))
+def _held_bytes(results: list[tuple[Decoded | DataError, int]]) -> int:
+    return sum(IMAGE_OVERHEAD + (d.pixels.nbytes if isinstance(d, Decoded) else 0) for d, _ in results)
 
 
 def _result(future: Future) -> Any:
