@@ -318,13 +318,9 @@ def compress_cmd(
         from convae.codec import compress, parse_shard
 
         k_n = parse_shard(shard)
-        if quality is not None:
-            from convae.zoo import with_quality  # loads PyTorch: image reading starts after it, not beside it
-
-            model = with_quality(model, quality)
-        summary = _run_codec("compress", compress, inputs, out, model=model, bits=bits, raw=raw, shard=k_n,
-                             on_error=on_error, force=force, verify=verify, batch_size=batch_size, device=device,
-                             json_out=json_out, quiet=quiet)
+        summary = _run_codec("compress", compress, inputs, out, model=model, quality=quality, bits=bits, raw=raw,
+                             shard=k_n, on_error=on_error, force=force, verify=verify, batch_size=batch_size,
+                             device=device, json_out=json_out, quiet=quiet)
         if summary.skipped:
             raise typer.Exit(1)
 

@@ -132,8 +132,12 @@ def compress(
     batch_size: int = 256,
     device: str = "cpu",
     progress: Progress | None = None,
+    quality: int | None = None,
 ) -> Summary:
-    """Compress image files and folders into ``out`` (.npy) and its manifest (.json)."""
+    """Compress image files and folders into ``out`` (.npy) and its manifest (.json).
+
+    ``quality`` N picks the shipped ``-qN`` variant of ``model``'s family (``zoo.with_quality``).
+    """
     if on_error not in ("stop", "skip"):
         raise UsageError(f"--on-error {on_error!r}: use stop or skip")
     if batch_size < 1:
@@ -149,9 +153,9 @@ def compress(
             reads = pool.read(files)  # starts reading now: PyTorch loads below while the first files decode
             with torch_loading():  # deliberately late: see the module docstring
                 from convae import inference as mi
-                from convae.zoo import load_model
+                from convae.zoo import load_model, with_quality
 
-            loaded = load_model(model)
+            loaded = load_model(model if quality is None else with_quality(model, quality))
             net = mi.on_device(loaded, device)
             q = mi.select_quantizer(net, bits).to(device)
             coder = None if raw else net.entropy_coder(q)
