@@ -120,7 +120,10 @@ class _ReadAhead:
                 self._in_flight += 1
             try:
                 future = self._pool.submit(_read_files, task)
-            except RuntimeError:  # the pool shut down: the caller stopped early
+            except RuntimeError as exc:  # a worker died (BrokenProcessPool), or the caller stopped and shut down
+                future = Future()
+                future.set_exception(exc)  # for results() to raise, not to wait for more
+                self._ready.put(future)
                 return
             future.add_done_callback(self._done)
             self._ready.put(future)

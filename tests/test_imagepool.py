@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +186,31 @@ def test_the_codec_and_the_command_line_load_pytorch_only_when_they_need_it():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_a_worker_dying_between_tasks_is_an_error_not_a_hang(tmp_path):
+    """The pool breaks before a later task can be submitted: the reader raises instead of waiting forever."""
+    files = write_pngs(tmp_path, make_images(8, seed=9))
+    outcome: list = []
+    with ImagePool(100, processes=False) as pool:
+        pool.per_task = 1
+        submit, calls = pool._pool.submit, []
+
+        def breaking(fn, *args):
+            calls.append(fn)
+            if len(calls) > 2:
+                raise BrokenProcessPool("a worker died")
+            return submit(fn, *args)
+
+        pool._pool.submit = breaking
+
+        def consume():
+            try:
+                list(pool.read(files))
+            except ConvaeError as exc:
+                outcome.append(str(exc))
+
+        reader = threading.Thread(target=consume, daemon=True)
+        reader.start()
+        reader.join(60)
+    assert outcome == ["an image worker process died (out of memory?); nothing was written"]
