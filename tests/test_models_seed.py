@@ -1,8 +1,11 @@
 """The `seed` variant is exactly the blog's model."""
 
+import pytest
 import torch
 from convae.registry import create_model
 from torch import nn
+
+from convae.models.patchconv import PatchConvTranspose2d
 
 
 def test_seed_layers_and_parameter_count():
@@ -10,7 +13,7 @@ def test_seed_layers_and_parameter_count():
     enc = [type(m) for m in net.encoder]
     dec = [type(m) for m in net.decoder]
     assert enc == [nn.Conv2d, nn.MaxPool2d, nn.Conv2d, nn.MaxPool2d]
-    assert dec == [nn.ConvTranspose2d, nn.ReLU, nn.ConvTranspose2d, nn.Sigmoid]
+    assert dec == [PatchConvTranspose2d, nn.ReLU, PatchConvTranspose2d, nn.Sigmoid]  # ConvTranspose2d, computed faster
     c1, c2 = net.encoder[0], net.encoder[2]
     t1, t2 = net.decoder[0], net.decoder[2]
     assert (c1.in_channels, c1.out_channels, c1.kernel_size, c1.padding) == (1, 16, (3, 3), (1, 1))
@@ -30,3 +33,34 @@ def test_seed_shapes():
     assert out.shape == x.shape and float(out.detach().min()) >= 0 and float(out.detach().max()) <= 1
     assert net.latent_shape(256, 256) == (4, 64, 64)
     assert net.latent_shape(30, 45) == (4, 8, 12)
+
+
+@pytest.mark.parametrize(("cin", "cout", "k"), [(4, 16, 2), (16, 1, 2), (3, 5, 3)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_patch_conv_transpose_is_conv_transpose(cin, cout, k, layout):
+    """Same outputs and gradients as nn.ConvTranspose2d(cin, cout, k, stride=k) with the same parameters."""
+    torch.manual_seed(0)
+    fast = PatchConvTranspose2d(cin, cout, k).double()
+    ref = nn.ConvTranspose2d(cin, cout, k, stride=k).double()
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(3, cin, 5, 6, dtype=torch.double).contiguous(memory_format=layout)
+    outs = []
+    for layer in (fast, ref):
+        xi = x.clone().requires_grad_()
+        y = layer(xi)
+        (y * torch.linspace(-1, 1, y.numel(), dtype=torch.double).view_as(y)).sum().backward()
+        outs.append((y.detach(), xi.grad, layer.weight.grad, layer.bias.grad))
+    for got, want in zip(*outs, strict=True):
+        torch.testing.assert_close(got, want)
+    assert outs[0][0].shape == (3, cout, 5 * k, 6 * k)
+    assert torch.autograd.gradcheck(fast, (x.clone().requires_grad_(),))
+
+
+def test_patch_conv_transpose_loads_conv_transpose_weights():
+    """Weights saved from nn.ConvTranspose2d load unchanged (same state-dict keys and shapes)."""
+    ref = nn.ConvTranspose2d(4, 16, 2, stride=2)
+    fast = PatchConvTranspose2d(4, 16, 2)
+    fast.load_state_dict(ref.state_dict())
+    z = torch.randn(2, 4, 7, 7)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(z), ref(z))

@@ -3,6 +3,7 @@
 from torch import nn
 
 from convae.models.base import Autoencoder
+from convae.models.patchconv import PatchConvTranspose2d
 from convae.registry import register_model
 
 
@@ -22,9 +23,9 @@ class SeedAutoencoder(Autoencoder):
             nn.MaxPool2d(2),
         )
         self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(4, 16, 2, stride=2),
+            PatchConvTranspose2d(4, 16, 2),
             nn.ReLU(),
-            nn.ConvTranspose2d(16, 1, 2, stride=2),
+            PatchConvTranspose2d(16, 1, 2),
             nn.Sigmoid(),
         )
 
