@@ -64,3 +64,20 @@ def test_patch_conv_transpose_loads_conv_transpose_weights():
     z = torch.randn(2, 4, 7, 7)
     with torch.inference_mode():
         torch.testing.assert_close(fast(z), ref(z))
+
+
+def test_patch_conv_transpose_trains_under_autocast():
+    """bfloat16 autocast: inputs and gradients of mixed dtypes still give float32 gradients close to float32's."""
+    torch.manual_seed(0)
+    grads = []
+    for enabled in (False, True):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), PatchConvTranspose2d(4, 2, 2))
+        x = torch.randn(2, 3, 6, 6)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+            y = net(x)
+        y.float().square().mean().backward()
+        grads.append([p.grad for p in net.parameters()])
+    for fp32, mixed in zip(*grads, strict=True):
+        assert mixed.dtype == torch.float32
+        torch.testing.assert_close(mixed, fp32, rtol=0.05, atol=0.02)

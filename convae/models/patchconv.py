@@ -38,9 +38,9 @@ class _PatchProduct(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
-        rows, matrix = ctx.saved_tensors
         n, cin, h, w, k, cout = ctx.shape
         g = _to_patches(grad, k)
+        rows, matrix = (t.to(g.dtype) for t in ctx.saved_tensors)  # under autocast they can differ
         grad_x = (g @ matrix.t()).view(n, h, w, cin).permute(0, 3, 1, 2)
         grad_weight = _mm(rows.t(), g).reshape(cin, k, k, cout).permute(0, 3, 1, 2)
         grad_bias = g.view(-1, cout).sum(0)
