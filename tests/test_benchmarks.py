@@ -14,15 +14,15 @@ from tests.conftest import FASHION, make_images, needs_fashion, write_pngs
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _run_module():
-    spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
+def _bench_module(name: str = "run"):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_measure_reports_the_childs_own_peak_memory(tmp_path: Path):
-    run = _run_module()
+    run = _bench_module()
     big = run.measure([sys.executable, "-c", "b = bytearray(300 << 20); print(len(b))"], dict(os.environ),
                       tmp_path / "big")
     small = run.measure([sys.executable, "-c", "print(1)"], dict(os.environ), tmp_path / "small")
@@ -51,3 +51,20 @@ def test_blog_pipeline_runs_without_downloading():
     stats = json.loads(out)
     assert stats["images"] == 60 and stats["steps"] == 3 and stats["epoch_images"] == 60000
     assert 0 < stats["train_mse"] < 1
+
+
+def test_blog_network_is_seed_with_stock_layers():
+    """The baseline trains the same network as convae's seed (parameters, outputs), with PyTorch's own layers."""
+    import torch
+    from convae.registry import create_model
+    from torch import nn
+
+    blog = _bench_module("blog_pipeline").BlogAutoencoder()
+    seed = create_model("seed")
+    blog.load_state_dict({k: v for k, v in seed.state_dict().items() if k in blog.state_dict()})
+    assert set(blog.state_dict()) <= set(seed.state_dict())
+    assert sum(p.numel() for p in blog.parameters()) == sum(p.numel() for p in seed.parameters()) == 1077
+    assert [type(m) for m in blog.decoder] == [nn.ConvTranspose2d, nn.ReLU, nn.ConvTranspose2d, nn.Sigmoid]
+    x = torch.rand(4, 1, 28, 28)
+    with torch.inference_mode():
+        torch.testing.assert_close(blog(x), seed(x)[0])
