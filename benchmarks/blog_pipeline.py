@@ -25,7 +25,7 @@ IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-u
 
 
 class BlogAutoencoder(nn.Module):
-    """The blog's convolutional autoencoder, as the blog wrote it (no channels_last, stock layers)."""
+    """The blog's convolutional autoencoder: the layers the blog lists, stock PyTorch modules, default (NCHW) layout."""
 
     def __init__(self) -> None:
         super().__init__()
