@@ -21,7 +21,12 @@ def _to_patches(t: Tensor, k: int) -> Tensor:
 
 
 class _PatchProduct(torch.autograd.Function):
-    """Forward and backward of the layer with hand-picked products (autograd's own backward copies twice as much)."""
+    """Forward and backward with hand-picked products and copies.
+
+    The same layer written with plain tensor ops (autograd deriving the backward) was slower than
+    PyTorch's own layer here: both ``seed`` decoder layers, forward + backward at batch 256, 4.6 ms
+    against 3.5 ms; this way 2.0-2.1 ms.
+    """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, k: int) -> Tensor:
