@@ -103,12 +103,14 @@ def _batches(items: Iterable[T], max_count: int, pixels: Callable[[T], int]) -> 
         yield batch
 
 
-def _mean_file_size(files: list[Path]) -> float:
-    total = 0
-    for path in files:
+def _typical_file_size(files: list[Path], sample: int = 64) -> float:
+    """Mean size of at most ``sample`` files spread over ``files``: it only sizes the image pool's tasks,
+    and the workers stat every file anyway."""
+    sizes = []
+    for path in files[:: max(1, len(files) // sample)]:
         with contextlib.suppress(OSError):  # an unreadable file is reported when it is read
-            total += path.stat().st_size
-    return total / max(1, len(files))
+            sizes.append(path.stat().st_size)
+    return sum(sizes) / max(1, len(sizes))
 
 
 def job_id(rels: list[str]) -> str:
@@ -149,7 +151,7 @@ def compress(
     latent_shapes = set()
     writer = CodeWriter(out, force)
     try:
-        with ImagePool(_mean_file_size(files)) as pool:
+        with ImagePool(_typical_file_size(files)) as pool:
             reads = pool.read(files)  # starts reading now: PyTorch loads below while the first files decode
             with torch_loading():  # deliberately late: see the module docstring
                 from convae import inference as mi
@@ -168,15 +170,9 @@ def compress(
                 for batch in _batches(items, batch_size, _read_pixels):
                     good = _readable(batch, net.in_channels, no_alpha, on_error == "stop", summary.skipped)
                     symbols, recon = mi.encode_batch(net, q, [d for _, _, d, _ in good], device, verify)
-                    for (index, rel, d, size), sym, rec in zip(good, symbols, recon, strict=True):
-                        latent_shapes.add(sym.shape)
-                        alpha = zlib.compress(d.alpha.tobytes(), 9) if d.alpha is not None else b""
-                        h, w = d.pixels.shape[:2]
-                        entry = ImageEntry(rel, w, h, d.mode, d.has_alpha, len(alpha))
-                        chunker.add(index, sym.shape, (entry, sym, alpha))
-                        summary.input_bytes += size
-                        summary.pixels += w * h
-                        if verify:
+                    latent_shapes.update(_queue_codes(chunker, good, symbols, summary))
+                    if verify:
+                        for (_, _, d, _), rec in zip(good, recon, strict=True):
                             mi.accumulate(stats, d.pixels, rec)
                     if progress:
                         progress(len(batch), len(files))
@@ -237,6 +233,19 @@ def _readable(batch: list[tuple], channels: int, no_alpha: str | None, stop: boo
         else:
             good.append((index, rel, to_channels(d, channels), size))
     return good
+
+
+def _queue_codes(chunker: Chunker[Latent], good: list[tuple], symbols: list[np.ndarray],
+                 summary: Summary) -> set[tuple[int, ...]]:
+    """Hand a batch's symbols to ``chunker`` with their manifest entries (and zlib-compressed alpha);
+    count the images' bytes and pixels in ``summary``. Returns the batch's latent shapes."""
+    for (index, rel, d, size), sym in zip(good, symbols, strict=True):
+        alpha = zlib.compress(d.alpha.tobytes(), 9) if d.alpha is not None else b""
+        h, w = d.pixels.shape[:2]
+        chunker.add(index, sym.shape, (ImageEntry(rel, w, h, d.mode, d.has_alpha, len(alpha)), sym, alpha))
+        summary.input_bytes += size
+        summary.pixels += w * h
+    return {sym.shape for sym in symbols}
 
 
 def _read_pixels(item: tuple) -> int:

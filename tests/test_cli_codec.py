@@ -164,6 +164,21 @@ def test_summary_json_quiet_and_table(runner, tiny_model, tmp_path, image_folder
     assert dq.stdout == "" and dq.stderr == ""
 
 
+def test_verify_reports_the_error_decompress_gives(runner, tiny_model, tmp_path, image_folder):
+    r = invoke(runner, "compress", image_folder, tmp_path / "a.npy", "--model", tiny_model, "--verify", "--json",
+               "--batch-size", "5")  # batches of 5, 5 and 2 images
+    ok(r)
+    report = json.loads(r.stdout)["verify"]
+    ok(invoke(runner, "decompress", tmp_path / "a.npy", tmp_path / "r", "--model", tiny_model, "-q"))
+    names = sorted(p.name for p in image_folder.glob("*.png"))
+    mses = [np.mean((np.asarray(Image.open(image_folder / n), float) - np.asarray(Image.open(tmp_path / "r" / n),
+                                                                                 float)) ** 2) / 255**2
+            for n in names]
+    assert len(names) == 12 and min(mses) > 0
+    assert report["mse"] == pytest.approx(np.mean(mses), abs=2e-6)
+    assert 0 < report["ssim"] < 1 and report["mean_psnr"] >= report["psnr_of_mean_mse"]
+
+
 def test_exit_codes_and_on_error_skip(runner, tiny_model, tmp_path, image_folder):
     (image_folder / "broken.png").write_bytes(b"not a png at all")
     stop = invoke(runner, "compress", image_folder, tmp_path / "a.npy", "--model", tiny_model)
