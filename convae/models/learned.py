@@ -4,7 +4,8 @@ The transforms follow Ballé et al. 2018: ``depth`` stride-2 5x5 convolutions wi
 convolution to ``m`` latent channels, mirrored in the decoder. With ``post`` > 0 a small residual
 filter at full resolution (3x3 convolutions, ``post`` hidden channels) refines the output of the
 decoder's last layer, which alone is linear in its inputs: cheap capacity that pays most at high
-rates. Latents are rounded to integers (quantiser mode ``integer``); the loss is
+rates. The decoder's last layer is computed as a sub-pixel convolution (convae/models/subpixel.py:
+same parameters, faster). Latents are rounded to integers (quantiser mode ``integer``); the loss is
 ``lmbda * 255^2 * MSE + bits per pixel``, so ``lmbda`` sets the rate. Subclasses add an entropy
 model and ``forward``.
 """
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 
 from convae.models.base import Autoencoder
 from convae.models.gdn import GDN
+from convae.models.subpixel import SubPixelConvTranspose2d
 from convae.quantize import INTEGER
 from convae.registry import register_model
 
@@ -62,7 +64,7 @@ class LearnedCodec(Autoencoder):
         for i in range(depth):
             enc += [_down(in_channels if i == 0 else n, n), GDN(n)]
             last = i == depth - 1
-            dec += [_up(n, in_channels if last else n)] + ([] if last else [GDN(n, inverse=True)])
+            dec += [SubPixelConvTranspose2d(n, in_channels)] if last else [_up(n, n), GDN(n, inverse=True)]
         self.encoder = nn.Sequential(*enc, nn.Conv2d(n, m, 3, padding=1))
         if post:
             dec.append(PostFilter(in_channels, post))
