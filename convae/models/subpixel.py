@@ -25,7 +25,7 @@ class SubPixelConvTranspose2d(nn.ConvTranspose2d):
     Output pixel ``(2i+a, 2j+b)`` sums the kernel taps of one parity over input pixels ``i-1..i+1``,
     ``j-1..j+1``: so the layer is a 3x3 convolution to ``4*cout`` channels, one per output phase,
     and a depth-to-space shuffle. It multiplies more zeros (36 against 25 products per input
-    pixel and output channel) but runs PyTorch's faster forward convolution, which wins for few
+    pixel and channel pair) but runs PyTorch's faster forward convolution, which wins for few
     output channels (a decoder's last layer). Measured, 1 thread, inference: 48 -> 3 channels to a
     512x512 image 11-12 ms against 24-25 ms for ``nn.ConvTranspose2d``; 64 -> 1 channels, 256
     images to 28x28, 10 ms against 27 ms. For 48 -> 48 channels it loses (19 ms against 12 ms at
