@@ -15,7 +15,8 @@ def subpixel_weight(weight: Tensor) -> Tensor:
     output channels are ordered ``(cout, row phase, column phase)``, as ``pixel_shuffle(2)`` reads them."""
     cin, cout = weight.shape[:2]
     padded = F.pad(weight, (0, 1, 0, 1))  # row and column 5 are zero
-    taps = padded[:, :, _TAPS[:, None, :, None], _TAPS[None, :, None, :]]  # (cin, cout, a, b, 3, 3)
+    rows = _TAPS.to(weight.device)
+    taps = padded[:, :, rows[:, None, :, None], rows[None, :, None, :]]  # (cin, cout, a, b, 3, 3)
     return taps.permute(1, 2, 3, 0, 4, 5).reshape(4 * cout, cin, 3, 3)
 
 
