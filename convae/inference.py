@@ -20,6 +20,7 @@ from convae.chunks import read_chunk
 from convae.entropy import EntropyCoder
 from convae.errors import ConvaeError, FormatError, UsageError, WeightsError
 from convae.format import CodeFile, ImageEntry
+from convae.imagepool import SMALL_IMAGE_BYTES
 from convae.images import Decoded
 from convae.metrics import per_image_mse, psnr, ssim
 from convae.models.base import Autoencoder
@@ -46,14 +47,16 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def model_threads(device: str) -> Iterator[None]:
-    """On the CPU, give the model half the cores and leave the rest to the image workers.
+def model_threads(device: str, image_bytes: float) -> Iterator[None]:
+    """On the CPU, for small images (``image_bytes`` at most ``SMALL_IMAGE_BYTES``), give the model half
+    the cores and leave the rest to the image workers; large images leave it all of them.
 
-    Measured on 2 cores: torch's spinning intra-op threads otherwise fight the PNG readers and
-    writers, and 10,000 small images cost 1.7x the CPU time (see docs/PERFORMANCE.md).
+    Measured on 2 cores: with small images torch's spinning intra-op threads otherwise fight the PNG
+    readers and writers, and 10,000 of them cost 1.7x the CPU time; with large ones the model's
+    work dwarfs the files' and one thread made decompress 1.6x slower (see docs/PERFORMANCE.md).
     """
     before = torch.get_num_threads()
-    want = min(before, max(1, (os.cpu_count() or 1) // 2))
+    want = before if image_bytes > SMALL_IMAGE_BYTES else min(before, max(1, (os.cpu_count() or 1) // 2))
     if device != "cpu" or want == before:
         yield
         return

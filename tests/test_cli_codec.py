@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convae.imagepool import SMALL_IMAGE_BYTES
 from tests.codec_util import gray, invoke, mode_images, ok, one_line_error, save, snapshot
 from tests.conftest import make_images, write_pngs
 
@@ -211,12 +212,22 @@ def test_compress_twice_is_byte_identical(runner, tiny_model, tmp_path):
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
 
 
-def test_decompress_identical_with_one_or_two_threads(tiny_model, tmp_path):
-    """Separate processes with 1 and 2 torch threads (and batch sizes) write byte-identical PNGs."""
+@pytest.mark.parametrize("large", [False, True])
+def test_decompress_identical_with_one_or_two_threads(tiny_model, tmp_path, large):
+    """Separate processes with 1 and 2 torch threads (and batch sizes) write byte-identical PNGs.
+
+    Small images give the model half the cores (one of two here); large ones (noise PNGs over
+    ``SMALL_IMAGE_BYTES``) leave it both, so the second case runs the model on 2 threads."""
     src = tmp_path / "in"
-    mode_images(src / "modes")
-    write_pngs(src / "plain", make_images(40, seed=8))
-    save(Image.fromarray(gray(100, 77, 2)), src / "big.png")
+    if large:
+        noise = np.random.default_rng(5).integers(0, 256, (4, 150, 170, 3), dtype=np.uint8)
+        for i, pixels in enumerate(noise):
+            save(Image.fromarray(pixels), src / f"noise{i}.png")
+        assert min(p.stat().st_size for p in src.iterdir()) > SMALL_IMAGE_BYTES
+    else:
+        mode_images(src / "modes")
+        write_pngs(src / "plain", make_images(40, seed=8))
+        save(Image.fromarray(gray(100, 77, 2)), src / "big.png")
     outs = {}
     for threads, batch in ((1, 256), (2, 7)):
         npy, recon = tmp_path / f"t{threads}.npy", tmp_path / f"r{threads}"
@@ -230,7 +241,25 @@ def test_decompress_identical_with_one_or_two_threads(tiny_model, tmp_path):
         assert r.returncode == 0, r.stderr
         outs[threads] = (npy.read_bytes(), snapshot(recon))
     assert outs[1][0] == outs[2][0]
-    assert outs[1][1] == outs[2][1] and len(outs[1][1]) == 49
+    assert outs[1][1] == outs[2][1] and len(outs[1][1]) == (4 if large else 49)
+
+
+def test_model_threads_halves_the_cores_only_for_small_images(monkeypatch):
+    import torch
+
+    from convae import inference as mi
+
+    monkeypatch.setattr(mi.os, "cpu_count", lambda: 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        with mi.model_threads("cpu", SMALL_IMAGE_BYTES):
+            assert torch.get_num_threads() == 2
+        with mi.model_threads("cpu", SMALL_IMAGE_BYTES + 1):
+            assert torch.get_num_threads() == 4
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_info_table_and_json_without_decoding(runner, tiny_model, tmp_path, image_folder, monkeypatch):
