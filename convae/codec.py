@@ -104,8 +104,8 @@ def _batches(items: Iterable[T], max_count: int, pixels: Callable[[T], int]) -> 
 
 
 def _typical_file_size(files: list[Path], sample: int = 64) -> float:
-    """Mean size of at most ``sample`` files spread over ``files``: it only sizes the image pool's tasks,
-    and the workers stat every file anyway."""
+    """Mean size of about ``sample`` files spread over ``files``: it only sizes the image pool's tasks and
+    picks the model's thread count, and the workers stat every file anyway."""
     sizes = []
     for path in files[:: max(1, len(files) // sample)]:
         with contextlib.suppress(OSError):  # an unreadable file is reported when it is read
