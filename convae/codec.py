@@ -151,8 +151,7 @@ def compress(
     latent_shapes = set()
     writer = CodeWriter(out, force)
     try:
-        file_bytes = _typical_file_size(files)
-        with ImagePool(file_bytes) as pool:
+        with ImagePool(_typical_file_size(files)) as pool:
             reads = pool.read(files)  # starts reading now: PyTorch loads below while the first files decode
             with torch_loading():  # deliberately late: see the module docstring
                 from convae import inference as mi
@@ -167,7 +166,7 @@ def compress(
                 lambda chunk: writer.add([e for e, _, _ in chunk], chunk_payload(chunk, coder, dtype)))
             no_alpha = None if coder else "--raw" if raw else "--bits"  # the option that loses transparency
             items = zip(range(first, first + len(files)), files, rels, reads, strict=True)
-            with mi.model_threads(device, file_bytes):
+            with mi.model_threads(device, pool.small_images):
                 for batch in _batches(items, batch_size, _read_pixels):
                     good = _readable(batch, net.in_channels, no_alpha, on_error == "stop", summary.skipped)
                     symbols, recon = mi.encode_batch(net, q, [d for _, _, d, _ in good], device, verify)
@@ -275,9 +274,9 @@ def decompress(
     names = output_names([e.path for e in cf.entries])
     _check_targets(out_dir, names, force)
     summary = Summary(input_bytes=src.stat().st_size + manifest_path(src).stat().st_size)
-    image_bytes = 3 * sum(e.width * e.height for e in cf.entries) / max(1, len(cf.entries))
+    pixels = sum(e.width * e.height for e in cf.entries) / max(1, len(cf.entries))
     # the pool inside the staging folder: its writes stop before the folder is cleaned up on a failure
-    with staged_folder(out_dir) as stage, ImagePool(image_bytes) as pool:  # forks its workers before PyTorch loads
+    with staged_folder(out_dir) as stage, ImagePool(3 * pixels) as pool:  # forks its workers before PyTorch loads
         with torch_loading():  # after the fork: see the module docstring
             from convae import inference as mi
 
@@ -291,7 +290,7 @@ def decompress(
             parent.mkdir(parents=True, exist_ok=True)
         items = zip(mi.latents(cf, net, coder, int(q.levels)), names, strict=True)
         writing: list = []  # the previous batch's PNGs, written by the pool while this batch decodes
-        with mi.model_threads(device, image_bytes):
+        with mi.model_threads(device, pool.small_images):
             for batch in _batches(items, batch_size, lambda t: t[0][0].width * t[0][0].height):
                 parsed = [(e, name, sym, alpha) for (e, sym, alpha), name in batch]
                 saves = pool.write(mi.decode_batch(net, q, parsed, device), stage)

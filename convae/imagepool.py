@@ -44,13 +44,15 @@ class ImagePool:
     """Reads image files ahead of the model and writes reconstructions as PNGs, off the main thread.
 
     ``image_bytes`` is about the size of one image (file or pixels): it sets how many threads a
-    thread pool gets and how many files a read task holds.
+    thread pool gets and how many files a read task holds, and ``small_images`` (at most
+    ``SMALL_IMAGE_BYTES``), which also tells the caller whether the workers need cores of their own.
     """
 
     def __init__(self, image_bytes: float, processes: bool | None = None) -> None:
         cores = os.cpu_count() or 1
         self.processes = forking_is_safe() if processes is None else processes
         self.per_task = max(1, min(64, int(TASK_BYTES // max(image_bytes, 1))))
+        self.small_images = image_bytes <= SMALL_IMAGE_BYTES
         if self.processes:
             self.workers = max(1, min(4, cores))
             fork = multiprocessing.get_context("fork")
@@ -62,7 +64,7 @@ class ImagePool:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self.processes = False
         if not self.processes:  # small images cost GIL-bound Python per file: a second thread only adds contention
-            self.workers = 1 if image_bytes <= SMALL_IMAGE_BYTES else max(1, min(4, cores))
+            self.workers = 1 if self.small_images else max(1, min(4, cores))
             self._pool = ThreadPoolExecutor(self.workers)
         self._reads: list[_ReadAhead] = []
 

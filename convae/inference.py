@@ -20,7 +20,6 @@ from convae.chunks import read_chunk
 from convae.entropy import EntropyCoder
 from convae.errors import ConvaeError, FormatError, UsageError, WeightsError
 from convae.format import CodeFile, ImageEntry
-from convae.imagepool import SMALL_IMAGE_BYTES
 from convae.images import Decoded
 from convae.metrics import per_image_mse, psnr, ssim
 from convae.models.base import Autoencoder
@@ -47,16 +46,16 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def model_threads(device: str, image_bytes: float) -> Iterator[None]:
-    """On the CPU, for small images (``image_bytes`` at most ``SMALL_IMAGE_BYTES``), give the model half
-    the cores and leave the rest to the image workers; large images leave it all of them.
+def model_threads(device: str, small_images: bool) -> Iterator[None]:
+    """On the CPU, for small images (``ImagePool.small_images``), give the model half the cores and
+    leave the rest to the image workers; large images leave it all of them.
 
     Measured on 2 cores: with small images torch's spinning intra-op threads otherwise fight the PNG
     readers and writers, and 10,000 of them cost 1.7x the CPU time; with large ones the model's
     work dwarfs the files' and one thread made decompress 1.6x slower (see docs/PERFORMANCE.md).
     """
     before = torch.get_num_threads()
-    want = before if image_bytes > SMALL_IMAGE_BYTES else min(before, max(1, (os.cpu_count() or 1) // 2))
+    want = min(before, max(1, (os.cpu_count() or 1) // 2)) if small_images else before
     if device != "cpu" or want == before:
         yield
         return

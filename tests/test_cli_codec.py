@@ -248,14 +248,18 @@ def test_model_threads_halves_the_cores_only_for_small_images(monkeypatch):
     import torch
 
     from convae import inference as mi
+    from convae.imagepool import ImagePool
 
+    with ImagePool(SMALL_IMAGE_BYTES, processes=False) as small, \
+            ImagePool(SMALL_IMAGE_BYTES + 1, processes=False) as large:
+        assert small.small_images and not large.small_images
     monkeypatch.setattr(mi.os, "cpu_count", lambda: 4)
     before = torch.get_num_threads()
     torch.set_num_threads(4)
     try:
-        with mi.model_threads("cpu", SMALL_IMAGE_BYTES):
+        with mi.model_threads("cpu", small.small_images):
             assert torch.get_num_threads() == 2
-        with mi.model_threads("cpu", SMALL_IMAGE_BYTES + 1):
+        with mi.model_threads("cpu", large.small_images):
             assert torch.get_num_threads() == 4
         assert torch.get_num_threads() == 4
     finally:
