@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from convae.checkpoint import load_checkpoint, save_checkpoint
 from convae.data import Dataset, ImageSet
 from convae.errors import Interrupted, TrainingError, UsageError
 from convae.figures import pyplot, save_figure
+from convae.localsync import LocalGradientSync
 from convae.models.base import Autoencoder
 from convae.recipes import Recipe
 from convae.weightfile import save_weights
@@ -119,8 +121,8 @@ def train(
     local_batch = recipe.batch_size // world
     steps_per_epoch = math.ceil(math.ceil(n / world) / local_batch)
     net = model.to(device, memory_format=torch.channels_last)
-    ddp = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+    ddp, sync = _replicate(net, optimizer, world)
     scheduler = None
     if recipe.schedule == "onecycle" and recipe.epochs * steps_per_epoch >= 8:  # shorter runs: constant lr
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -145,8 +147,23 @@ def train(
         raise TrainingError(f"process {rank}: another training process failed or stopped answering ({first})") from None
     if world > 1:  # the last collective is behind us: join gloo's threads now (exiting with them alive can abort)
         del ddp
+        if sync is not None:
+            sync.close()
         dist.destroy_process_group()
     return _finish(net, data, out, recipe, seed, crop, state, extra_metadata or {}, rank, world)
+
+
+def _replicate(net: Autoencoder, optimizer: torch.optim.Optimizer,
+               world: int) -> tuple[torch.nn.Module, LocalGradientSync | None]:
+    """How the processes share gradients: Unix sockets between CPU processes on one machine, else DDP."""
+    if world == 1:
+        return net, None
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "0")) == world
+    sync = LocalGradientSync.connect(net) if local and next(net.parameters()).device.type == "cpu" else None
+    if sync is None:
+        return torch.nn.parallel.DistributedDataParallel(net), None
+    optimizer.register_step_pre_hook(lambda *_: sync.average())
+    return net, sync
 
 
 def _check_size(model: Autoencoder, data: Dataset, crop: int | None) -> None:
