@@ -49,8 +49,11 @@ def launch(nproc: int) -> int:
     When a process fails, torchrun stops the others; this prints one line naming the first
     failure and returns its exit code (its own error line comes from that process).
     """
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args, run
+    from convae.imports import torch_loading
+
+    with torch_loading():
+        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+        from torch.distributed.run import parse_args, run
 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)

@@ -79,9 +79,10 @@ class LocalGradientSync:
         else:
             self.peers[0].send_bytes(self.flat.numpy())
             self._receive(self.peers[0], self.flat)
+        start = 0
         for p, g in zip(self.params, grads, strict=True):
-            p.grad = g
-        self._unflatten(self.flat, grads)
+            g.copy_(self.flat[start : start + g.numel()].view(g.shape))
+            p.grad, start = g, start + g.numel()
 
     def close(self) -> None:
         """Close the connections."""
@@ -98,13 +99,6 @@ class LocalGradientSync:
             raise TrainingError(f"process {self.rank}: another training process failed or stopped answering"
                                 f" ({reason})") from None
         return into
-
-    @staticmethod
-    def _unflatten(flat: Tensor, tensors: list[Tensor]) -> None:
-        start = 0
-        for t in tensors:
-            t.copy_(flat[start : start + t.numel()].view(t.shape))
-            start += t.numel()
 
 
 def _peer_rank(peer: Connection) -> int:

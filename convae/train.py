@@ -69,19 +69,28 @@ def _sampler(n: int, seed: int, rank: int, world: int) -> DistributedSampler:
     return DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed)
 
 
-@torch.inference_mode()
 def mean_mse(model: Autoencoder, images: ImageSet, batch_size: int = 1000, crop: int | None = None) -> float:
-    """True mean squared error over a whole image set (float latents, no quantisation)."""
+    """True mean squared error over a whole image set (float latents, no quantisation).
+
+    With several training processes each evaluates every N-th batch and the sums are combined.
+    """
+    return _global_mean(*_squared_error_sums(model, images, batch_size, crop))
+
+
+@torch.inference_mode()
+def _squared_error_sums(model: Autoencoder, images: ImageSet, batch_size: int, crop: int | None) -> tuple[float, int]:
     model.eval()
     device = next(model.parameters()).device
+    rank, world = _rank_world()
     total, count = 0.0, 0
-    gen = torch.Generator().manual_seed(0)
-    for start in range(0, len(images), batch_size):
+    gen = torch.Generator()
+    for start in range(rank * batch_size, len(images), world * batch_size):
         idx = torch.arange(start, min(start + batch_size, len(images)))
+        gen.manual_seed(start)  # the same crops however many processes share the work
         x = images.batch(idx, crop, gen).to(device).contiguous(memory_format=torch.channels_last)
         total += float(((model(x)[0] - x) ** 2).flatten(1).mean(1).sum())
         count += len(idx)
-    return total / max(count, 1)
+    return total, count
 
 
 def train(
@@ -145,12 +154,18 @@ def train(
             raise
         first = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
         raise TrainingError(f"process {rank}: another training process failed or stopped answering ({first})") from None
+    threads = torch.get_num_threads()
     if world > 1:  # the last collective is behind us: join gloo's threads now (exiting with them alive can abort)
         del ddp
         if sync is not None:
             sync.close()
         dist.destroy_process_group()
-    return _finish(net, data, out, recipe, seed, crop, state, extra_metadata or {}, rank, world)
+        if rank == 0 and device == "cpu":  # calibrate on the threads of this machine's finished processes too
+            torch.set_num_threads(threads * int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    try:
+        return _finish(net, data, out, recipe, seed, crop, state, extra_metadata or {}, rank, world)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _replicate(net: Autoencoder, optimizer: torch.optim.Optimizer,
