@@ -1,4 +1,4 @@
-"""The benchmark's building blocks: per-process peak memory, the Pillow baseline, the blog pipeline."""
+"""The benchmark's building blocks: peak memory of a command's processes, the Pillow baseline, the blog pipeline."""
 
 from __future__ import annotations
 
@@ -29,6 +29,14 @@ def test_measure_reports_the_childs_own_peak_memory(tmp_path: Path):
     assert big["stdout"].strip() == str(300 << 20)
     assert big["peak_rss_mib"] >= 300 > small["peak_rss_mib"]  # not the runner's memory (pytest with torch loaded)
     assert big["seconds"] > 0 and big["cpu_seconds"] >= 0
+
+
+def test_measure_adds_up_the_peaks_of_the_commands_child_processes(tmp_path: Path):
+    run = _bench_module()
+    child = "import time; b = bytearray(300 << 20); time.sleep(0.5)"  # alive for several 100 ms tree walks
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}], check=True)"
+    result = run.measure([sys.executable, "-c", parent], dict(os.environ), tmp_path / "tree")
+    assert result["peak_rss_mib"] >= 300  # the parent itself stays small
 
 
 def test_pillow_baseline_round_trip(tmp_path: Path):

@@ -102,3 +102,20 @@ def test_refuses_to_clobber_or_resume_without_checkpoint(train_folder: Path, tmp
 def test_epochs_must_be_positive(train_folder: Path, tmp_path: Path):
     with pytest.raises(UsageError, match="at least 1"):
         _train(train_folder, tmp_path / "z.safetensors", recipe=RECIPE.override(epochs=0))
+
+
+@pytest.mark.parametrize("crop", [None, 24], ids=["whole", "random-crops"])
+def test_test_mse_shared_out_between_processes_adds_up_to_one_process(monkeypatch, crop):
+    import convae.train as train_module
+    from convae.data import ImageSet
+
+    torch.manual_seed(0)
+    model = create_model("seed")
+    images = ImageSet(torch.randint(0, 256, (2500, 1, 28, 28), dtype=torch.uint8))
+    whole = train_module._squared_error_sums(model, images, 1000, crop)
+    parts = []
+    for rank in range(2):  # as ranks 0 and 1 of 2: batches 0 and 2, then batch 1
+        monkeypatch.setattr(train_module, "_rank_world", lambda rank=rank: (rank, 2))
+        parts.append(train_module._squared_error_sums(model, images, 1000, crop))
+    assert whole[1] == 2500 and [count for _, count in parts] == [1500, 1000]
+    assert sum(total for total, _ in parts) == pytest.approx(whole[0], rel=1e-12)
