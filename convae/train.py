@@ -161,7 +161,8 @@ def train(
             sync.close()
         dist.destroy_process_group()
         if rank == 0 and device == "cpu":  # calibrate on the threads of this machine's finished processes too
-            torch.set_num_threads(threads * int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+            local = threads * int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+            torch.set_num_threads(max(threads, min(local, os.cpu_count() or 1)))
     try:
         return _finish(net, data, out, recipe, seed, crop, state, extra_metadata or {}, rank, world)
     finally:
