@@ -131,7 +131,7 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
     nproc: Annotated[int, typer.Option(help="Launch N data-parallel processes with torchrun (on a CPU, N = cores "
-                                            "with --threads 1 is fastest for small models).")] = 1,
+                                            "with --threads 1 is usually fastest for small models).")] = 1,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads per process.")] = None,
     init: Annotated[Path | None, typer.Option(help="Start from these weights (what fits by name and shape).")] = None,
     limit: Annotated[int | None, typer.Option(help="Train on the first N training images only.")] = None,
