@@ -1,4 +1,4 @@
-"""DistributedDataParallel plumbing: process-group setup under torchrun, and `--nproc` launching.
+"""Distributed-training plumbing: process-group setup under torchrun, `--nproc` launching, the peer-failure error.
 
 Failures never hang: torchrun stops every process as soon as one exits with an error, and a
 process that stops answering makes the others fail after ``CONVAE_DIST_TIMEOUT`` seconds (default 120).
@@ -10,6 +10,8 @@ import datetime
 import logging
 import os
 import sys
+
+from convae.errors import TrainingError
 
 TIMEOUT = datetime.timedelta(seconds=float(os.environ.get("CONVAE_DIST_TIMEOUT", "120")))
 
@@ -27,6 +29,16 @@ def setup_distributed(device: str) -> int:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend, timeout=TIMEOUT)
     return dist.get_rank()
+
+
+def local_processes() -> int:
+    """How many processes of this job run on this machine (torchrun's ``LOCAL_WORLD_SIZE``; 1 without torchrun)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
+def peer_failed(rank: int, reason: str) -> TrainingError:
+    """The one-line error of process ``rank`` when another process of the job fails or stops answering."""
+    return TrainingError(f"process {rank}: another training process failed or stopped answering ({reason})")
 
 
 def launch_args(argv: list[str], nproc: int) -> list[str]:

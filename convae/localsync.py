@@ -18,8 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from convae.distributed import TIMEOUT
-from convae.errors import TrainingError
+from convae.distributed import TIMEOUT, peer_failed
 
 
 class LocalGradientSync:
@@ -95,9 +94,7 @@ class LocalGradientSync:
                 raise TimeoutError(f"no gradients for {TIMEOUT.total_seconds():g} s")
             peer.recv_bytes_into(into.numpy())
         except (OSError, EOFError) as exc:
-            reason = str(exc) or type(exc).__name__
-            raise TrainingError(f"process {self.rank}: another training process failed or stopped answering"
-                                f" ({reason})") from None
+            raise peer_failed(self.rank, str(exc) or type(exc).__name__) from None
         return into
 
 

@@ -25,6 +25,7 @@ from convae import __version__
 from convae.atomic import check_writable, write_bytes
 from convae.checkpoint import load_checkpoint, save_checkpoint
 from convae.data import Dataset, ImageSet
+from convae.distributed import local_processes, peer_failed
 from convae.errors import Interrupted, TrainingError, UsageError
 from convae.figures import pyplot, save_figure
 from convae.localsync import LocalGradientSync
@@ -153,7 +154,7 @@ def train(
         if world == 1:
             raise
         first = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
-        raise TrainingError(f"process {rank}: another training process failed or stopped answering ({first})") from None
+        raise peer_failed(rank, first) from None
     threads = torch.get_num_threads()
     if world > 1:  # the last collective is behind us: join gloo's threads now (exiting with them alive can abort)
         del ddp
@@ -161,8 +162,7 @@ def train(
             sync.close()
         dist.destroy_process_group()
         if rank == 0 and device == "cpu":  # calibrate on the threads of this machine's finished processes too
-            local = threads * int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-            torch.set_num_threads(max(threads, min(local, os.cpu_count() or 1)))
+            torch.set_num_threads(max(threads, min(threads * local_processes(), os.cpu_count() or 1)))
     try:
         return _finish(net, data, out, recipe, seed, crop, state, extra_metadata or {}, rank, world)
     finally:
@@ -174,7 +174,7 @@ def _replicate(net: Autoencoder, optimizer: torch.optim.Optimizer,
     """How the processes share gradients: Unix sockets between CPU processes on one machine, else DDP."""
     if world == 1:
         return net, None
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "0")) == world
+    local = local_processes() == world
     sync = LocalGradientSync.connect(net) if local and next(net.parameters()).device.type == "cpu" else None
     if sync is None:
         return torch.nn.parallel.DistributedDataParallel(net), None
