@@ -166,8 +166,10 @@ def compress(
                 lambda chunk: writer.add([e for e, _, _ in chunk], chunk_payload(chunk, coder, dtype)))
             no_alpha = None if coder else "--raw" if raw else "--bits"  # the option that loses transparency
             items = zip(range(first, first + len(files)), files, rels, reads, strict=True)
-            with mi.model_threads(device, pool.small_images):
+            with mi.model_threads(device, pool.small_images) as all_cores:
                 for batch in _batches(items, batch_size, _read_pixels):
+                    if not pool.reading():  # every file read (10,000 28x28 ones are, during PyTorch's import)
+                        all_cores()
                     good = _readable(batch, net.in_channels, no_alpha, on_error == "stop", summary.skipped)
                     symbols, recon = mi.encode_batch(net, q, [d for _, _, d, _ in good], device, verify)
                     latent_shapes.update(_queue_codes(chunker, good, symbols, summary))

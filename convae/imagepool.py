@@ -89,6 +89,10 @@ class ImagePool:
         self._reads.append(_ReadAhead(self._pool, tasks, 2 * self.workers))
         return self._reads[-1].results()
 
+    def reading(self) -> bool:
+        """True while files handed to ``read`` are still being read (or waiting to be)."""
+        return any(not reads.finished() for reads in self._reads)
+
     def write(self, decoded: list[tuple], folder: Path) -> list[Future]:
         """Start writing ``(entry, name, pixels, alpha)`` items as PNGs under ``folder``: one task per
         worker, each future giving the bytes written."""
@@ -109,7 +113,7 @@ class _ReadAhead:
         self._ready: queue.Queue[Future | None] = queue.Queue()
         self._cv = threading.Condition()
         self._in_flight = self._held = 0
-        self._stop = False
+        self._stop = self._submitted = False
         self._thread = threading.Thread(target=self._submit_all, args=(tasks,), daemon=True)
         self._thread.start()
 
@@ -130,6 +134,8 @@ class _ReadAhead:
                 return
             future.add_done_callback(self._done)
             self._ready.put(future)
+        with self._cv:
+            self._submitted = True
         self._ready.put(None)
 
     def _done(self, future: Future) -> None:
@@ -138,6 +144,11 @@ class _ReadAhead:
             self._in_flight -= 1
             self._held += held
             self._cv.notify()
+
+    def finished(self) -> bool:
+        """True once every task was read, or reading stopped and the tasks in flight ended."""
+        with self._cv:
+            return (self._submitted or self._stop) and self._in_flight == 0
 
     def results(self) -> Iterator[tuple[Decoded | DataError, int]]:
         """The tasks' results, in order (a generator: closing it stops the submitting)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -46,9 +46,10 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def model_threads(device: str, small_images: bool) -> Iterator[None]:
+def model_threads(device: str, small_images: bool) -> Iterator[Callable[[], None]]:
     """On the CPU, for small images (``ImagePool.small_images``), give the model half the cores and
-    leave the rest to the image workers; large images leave it all of them.
+    leave the rest to the image workers; large images leave it all of them. Yields a function that
+    gives the model every core again, for when the workers have nothing left to do.
 
     Measured on 2 cores: with small images torch's spinning intra-op threads otherwise fight the PNG
     readers and writers, and 10,000 of them cost 1.7x the CPU time; with large ones the model's
@@ -56,12 +57,17 @@ def model_threads(device: str, small_images: bool) -> Iterator[None]:
     """
     before = torch.get_num_threads()
     want = min(before, max(1, (os.cpu_count() or 1) // 2)) if small_images else before
+
+    def all_cores() -> None:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
     if device != "cpu" or want == before:
-        yield
+        yield all_cores
         return
     torch.set_num_threads(want)
     try:
-        yield
+        yield all_cores
     finally:
         torch.set_num_threads(before)
 

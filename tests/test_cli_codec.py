@@ -244,7 +244,7 @@ def test_decompress_identical_with_one_or_two_threads(tiny_model, tmp_path, larg
     assert outs[1][1] == outs[2][1] and len(outs[1][1]) == (4 if large else 49)
 
 
-def test_model_threads_halves_the_cores_only_for_small_images(monkeypatch):
+def test_model_threads_halves_the_cores_only_for_small_images_until_given_all(monkeypatch):
     import torch
 
     from convae import inference as mi
@@ -257,8 +257,10 @@ def test_model_threads_halves_the_cores_only_for_small_images(monkeypatch):
     before = torch.get_num_threads()
     torch.set_num_threads(4)
     try:
-        with mi.model_threads("cpu", small.small_images):
+        with mi.model_threads("cpu", small.small_images) as all_cores:
             assert torch.get_num_threads() == 2
+            all_cores()  # the image workers are done: the model gets every core
+            assert torch.get_num_threads() == 4
         with mi.model_threads("cpu", large.small_images):
             assert torch.get_num_threads() == 4
         assert torch.get_num_threads() == 4

@@ -100,6 +100,29 @@ def test_reading_ahead_stops_at_the_budget_until_results_are_taken(tmp_path, mon
     assert [d.pixels.sum() for d, _ in got] == [read_image(p).pixels.sum() for p in files]
 
 
+def test_reading_until_every_file_was_read(tmp_path, monkeypatch):
+    files = write_pngs(tmp_path, make_images(6, seed=7))
+    gate = threading.Event()
+
+    def held_read(path):
+        gate.wait(30)
+        return read_image(path)
+
+    monkeypatch.setattr(imagepool, "read_image", held_read)
+    with ImagePool(100, processes=False) as pool:
+        pool.per_task = 2
+        assert not pool.reading()
+        reads = pool.read(files)
+        assert pool.reading()  # the first task is held at its first file
+        gate.set()
+        got = list(reads)
+        deadline = time.monotonic() + 30
+        while pool.reading() and time.monotonic() < deadline:  # the last task's callback may still be running
+            time.sleep(0.01)
+        assert not pool.reading()
+    assert len(got) == len(files)
+
+
 def test_leaving_the_pool_early_stops_the_reading(tmp_path, monkeypatch):
     files = write_pngs(tmp_path, make_images(30, seed=6))
     monkeypatch.setattr(imagepool, "READ_AHEAD_BYTES", 1)  # the submitting thread waits for room...
