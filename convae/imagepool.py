@@ -113,7 +113,7 @@ class _ReadAhead:
         self._ready: queue.Queue[Future | None] = queue.Queue()
         self._cv = threading.Condition()
         self._in_flight = self._held = 0
-        self._stop = self._submitted = False
+        self._stop = False
         self._thread = threading.Thread(target=self._submit_all, args=(tasks,), daemon=True)
         self._thread.start()
 
@@ -134,8 +134,6 @@ class _ReadAhead:
                 return
             future.add_done_callback(self._done)
             self._ready.put(future)
-        with self._cv:
-            self._submitted = True
         self._ready.put(None)
 
     def _done(self, future: Future) -> None:
@@ -146,9 +144,11 @@ class _ReadAhead:
             self._cv.notify()
 
     def finished(self) -> bool:
-        """True once every task was read, or reading stopped and the tasks in flight ended."""
+        """True once the submitting thread has ended (every task submitted, or stopped) and no task is in flight."""
+        if self._thread.is_alive():  # checked first: once it has ended, nothing new can be put in flight
+            return False
         with self._cv:
-            return (self._submitted or self._stop) and self._in_flight == 0
+            return self._in_flight == 0
 
     def results(self) -> Iterator[tuple[Decoded | DataError, int]]:
         """The tasks' results, in order (a generator: closing it stops the submitting)."""
