@@ -24,6 +24,11 @@ def setup_distributed(device: str) -> int:
     import torch.distributed as dist
 
     if not dist.is_initialized():
+        # torch.distributed.nn.functional binds the default group as default arguments when first imported (building
+        # an optimizer imports it, via torch._dynamo). Imported after init_process_group, it would keep the group
+        # alive past destroy_process_group, and a gloo thread that finished late could abort the process at exit.
+        import torch.distributed.nn.functional
+
         backend = "nccl" if device == "cuda" else "gloo"
         if device == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))

@@ -1,6 +1,7 @@
 """Run the convae command line as one torchrun worker, with test hooks set by environment variables.
 
-``CONVAE_TEST_DUMP=DIR``: after training, every rank writes its parameters to ``DIR/rankR.safetensors``.
+``CONVAE_TEST_DUMP=DIR``: after training, every rank writes its parameters to ``DIR/rankR.safetensors``, with the
+names of its live threads in the file's metadata.
 ``CONVAE_TEST_FAIL=R:exit:N`` or ``R:hang:N``: rank R exits with code 7, or stops answering, at its N-th batch.
 ``CONVAE_TEST_ONE_PER_MACHINE=1``: every rank acts as if it ran on a machine of its own (``LOCAL_WORLD_SIZE=1``),
 so training shares gradients with DistributedDataParallel instead of local sockets.
@@ -28,7 +29,9 @@ def _dump_after_training() -> None:
 
     def train(model, *args, **kwargs):
         result = original(model, *args, **kwargs)
-        save_file({k: v.detach().contiguous() for k, v in model.named_parameters()}, folder / f"rank{RANK}.safetensors")
+        threads = [Path(task, "comm").read_text().strip() for task in Path("/proc/self/task").iterdir()]
+        save_file({k: v.detach().contiguous() for k, v in model.named_parameters()}, folder / f"rank{RANK}.safetensors",
+                  {"threads": ",".join(threads)})
         return result
 
     convae.train.train = train

@@ -13,6 +13,7 @@ import pytest
 import torch
 from convae.cli.app import app
 from convae.registry import create_model
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from convae.data import load_dataset
@@ -59,6 +60,9 @@ def test_two_ranks_end_identical_loss_falls_and_eval_loads(train_folder: Path, t
     r0, r1 = load_file(dump / "rank0.safetensors"), load_file(dump / "rank1.safetensors")
     assert r0.keys() == r1.keys() and len(r0) == 8
     assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    for rank in (0, 1):  # the process group was freed and its threads joined: none is left to abort the exit
+        with safe_open(dump / f"rank{rank}.safetensors", "pt") as f:
+            assert "gloo" not in f.metadata()["threads"], f.metadata()["threads"]
     # only rank 0 reports; it states the global batch split across processes
     assert proc.stderr.count("saved ") == 1 and proc.stderr.count("epoch 1/2") == 1
     assert "global batch 32 = 2 process(es) x 16" in proc.stderr
