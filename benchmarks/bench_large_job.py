@@ -118,7 +118,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="convae-bench-", dir=args.workdir) as tmp:
         work = Path(tmp)
         model = model_for(convae, args.model, work)
-        baseline = run([sys.executable, "-c", "import convae.cli.app, convae.codec, torch"])
+        baseline = run([sys.executable, "-c", "import convae.cli.app, convae.codec.api, torch"])
         baseline.pop("stdout")
         runs = [measure(convae, model, n, work) for n in (max(1, args.n // 10), args.n)]
     small, large = runs

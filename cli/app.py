@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from convae.cli.console import errors, fail, print_json, progress, stderr, stdout
 
-from convae.imports import torch_loading
+from convae._imports import torch_loading
 
 app = typer.Typer(
     name="convae",
@@ -148,7 +148,7 @@ def train_cmd(
     Example: [bold]convae train --model seed --data fashion-mnist:data/fmnist --epochs 5 --out seed.safetensors[/]
     """
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from convae.distributed import launch
+        from convae.training.distributed import launch
 
         raise typer.Exit(launch(nproc))
     with errors():
@@ -157,9 +157,9 @@ def train_cmd(
             from convae.registry import create_model, get_spec
 
             from convae.data import load_dataset
-            from convae.distributed import setup_distributed
-            from convae.recipes import RECIPES
-            from convae.train import train
+            from convae.training.distributed import setup_distributed
+            from convae.training.recipes import RECIPES
+            from convae.training.train import train
 
         if recipe not in RECIPES:
             raise fail(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}", 2)
@@ -247,10 +247,10 @@ def eval_cmd(
     """
     with errors():
         with torch_loading():
-            from convae.evaluate import evaluate
+            from convae.evaluation.evaluate import evaluate
 
         if rd:
-            from convae.rd import rd_paths, run_rd, summary_rows
+            from convae.evaluation.rd import rd_paths, run_rd, summary_rows
 
             fashion, photo_dir = rd_paths(data, photos)
             summary = run_rd(out, fashion, photo_dir, limit=limit, quick=quick, log=lambda m: stderr.print(m))
@@ -316,7 +316,7 @@ def compress_cmd(
         raise fail("give at least one input and the output: convae compress INPUT... OUT.npy", 2)
     *inputs, out = paths
     with errors():
-        from convae.codec import compress, parse_shard
+        from convae.codec.api import compress, parse_shard
 
         k_n = parse_shard(shard)
         summary = _run_codec("compress", compress, inputs, out, model=model, quality=quality, bits=bits, raw=raw,
@@ -342,7 +342,7 @@ def decompress_cmd(
     Example: [bold]convae decompress out.npy recon/[/]
     """
     with errors():
-        from convae.codec import decompress
+        from convae.codec.api import decompress
 
         _run_codec("decompress", decompress, codes, out_dir, model=model, force=force, batch_size=batch_size,
                    device=device, json_out=json_out, quiet=quiet)
@@ -358,7 +358,7 @@ def info_cmd(
     Example: [bold]convae info out.npy --json[/]
     """
     with errors():
-        from convae.codeinfo import describe_codes
+        from convae.codec.info import describe_codes
 
         info = describe_codes(codes)
         if json_out:
@@ -382,7 +382,7 @@ def merge_cmd(
         raise fail("give the shard files and the output: convae merge SHARD.npy... OUT.npy", 2)
     *shards, out = paths
     with errors():
-        from convae.merge import merge
+        from convae.codec.merge import merge
 
         result = merge(shards, out, force=force)
         _report(result, "merge", json_out, quiet)

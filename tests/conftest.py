@@ -63,8 +63,8 @@ def train_tiny(out: Path, data: Path, variant: str, epochs: int = 1, batch_size:
     from convae.registry import create_model
 
     from convae.data import load_dataset
-    from convae.recipes import RECIPES
-    from convae.train import train
+    from convae.training.recipes import RECIPES
+    from convae.training.train import train
 
     torch.manual_seed(0)
     net = create_model(variant, **config)

@@ -18,14 +18,14 @@ from convae.cli.app import main
 from safetensors.torch import save_file
 
 import convae.data
-import convae.train
+import convae.training.train
 
 RANK = int(os.environ.get("RANK", "0"))
 
 
 def _dump_after_training() -> None:
     folder = Path(os.environ["CONVAE_TEST_DUMP"])
-    original = convae.train.train
+    original = convae.training.train.train
 
     def train(model, *args, **kwargs):
         result = original(model, *args, **kwargs)
@@ -34,7 +34,7 @@ def _dump_after_training() -> None:
                   {"threads": ",".join(threads)})
         return result
 
-    convae.train.train = train
+    convae.training.train.train = train
 
 
 def _fail_at_batch(mode: str, at: int) -> None:

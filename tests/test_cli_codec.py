@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convae.imagepool import SMALL_IMAGE_BYTES
+from convae.codec.imagepool import SMALL_IMAGE_BYTES
 from tests.codec_util import gray, invoke, mode_images, ok, one_line_error, save, snapshot
 from tests.conftest import make_images, write_pngs
 
@@ -107,7 +107,7 @@ def test_npy_is_plain_and_manifest_complete(runner, tiny_model, tmp_path, image_
     ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "-q"))
     codes = np.load(npy, allow_pickle=False)
     doc = json.loads(npy.with_suffix(".json").read_text())
-    from convae.format import file_sha256
+    from convae.codec.format import file_sha256
     from convae.weightfile import read_weights
 
     assert doc["format"] == "convae-codes" and doc["version"] == 2
@@ -247,8 +247,8 @@ def test_decompress_identical_with_one_or_two_threads(tiny_model, tmp_path, larg
 def test_model_threads_halves_the_cores_only_for_small_images_until_given_all(monkeypatch):
     import torch
 
-    from convae import inference as mi
-    from convae.imagepool import ImagePool
+    from convae.codec import inference as mi
+    from convae.codec.imagepool import ImagePool
 
     with ImagePool(SMALL_IMAGE_BYTES, processes=False) as small, \
             ImagePool(SMALL_IMAGE_BYTES + 1, processes=False) as large:
@@ -272,7 +272,7 @@ def test_info_table_and_json_without_decoding(runner, tiny_model, tmp_path, imag
     npy = tmp_path / "c.npy"
     save(Image.fromarray(gray(30, 45)), image_folder / "wide.png")
     ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "-q"))
-    from convae.entropy import EntropyCoder
+    from convae.entropy.factorized import EntropyCoder
     from convae.models.base import Autoencoder
 
     def no_decoding(*a, **k):
@@ -304,8 +304,8 @@ def rgb_model(tmp_path_factory) -> Path:
     import torch
     from convae.registry import create_model, list_models
 
-    from convae.calibrate import calibrate
     from convae.data import ImageSet
+    from convae.training.calibrate import calibrate
     from convae.weightfile import save_weights
 
     name = next((n for n in list_models() if create_model(n).in_channels == 3), None)

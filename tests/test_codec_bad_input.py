@@ -205,10 +205,10 @@ def test_codes_from_another_model(runner, tiny_model, tmp_path, codes):
 
 def test_codes_from_retired_shipped_weights_name_the_release(runner, tiny_model, tmp_path, codes, monkeypatch):
     """Weights once shipped under a name and since replaced: the refusal says which release decodes them."""
-    import convae.inference
+    import convae.codec.inference
 
     sha = read_weights(tiny_model)[2]
-    monkeypatch.setattr(convae.inference, "retired_weights",
+    monkeypatch.setattr(convae.codec.inference, "retired_weights",
                         lambda s: {"variant": "fmc-q3", "shipped_in": "0.1.0"} if s == sha else None)
     other_path = _other_weights(tiny_model, tmp_path)
     before = snapshot(tmp_path)
@@ -306,12 +306,12 @@ def test_output_folder_not_writable_chmod(runner, tiny_model, tmp_path, image_fo
 
 
 def test_disk_full_while_compressing(runner, tiny_model, tmp_path, image_folder, monkeypatch):
-    import convae.format
+    import convae.codec.format
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(convae.format.shutil, "copyfileobj", full)
+    monkeypatch.setattr(convae.codec.format.shutil, "copyfileobj", full)
     out = tmp_path / "o.npy"
     before = snapshot(tmp_path)
     err = clean_failure(invoke(runner, "compress", image_folder, out, "--model", tiny_model), tmp_path, before, 1, out)
@@ -345,17 +345,17 @@ def test_disk_full_while_decompressing(runner, tiny_model, tmp_path, codes, monk
 
 def test_manifest_rename_failing_leaves_no_lone_npy(runner, tiny_model, tmp_path, image_folder, monkeypatch):
     """The .npy is renamed into place first and the manifest last; if the last step fails, the .npy goes too."""
-    import convae.format
+    import convae.codec.format
     from convae.errors import OutputError
 
-    real_commit = convae.format.commit
+    real_commit = convae.codec.format.commit
 
     def commit(tmp, path):
         if path.suffix == ".json":
             raise OutputError(f"cannot write {path}: simulated")
         real_commit(tmp, path)
 
-    monkeypatch.setattr(convae.format, "commit", commit)
+    monkeypatch.setattr(convae.codec.format, "commit", commit)
     before = snapshot(tmp_path)
     clean_failure(invoke(runner, "compress", image_folder, tmp_path / "o.npy", "--model", tiny_model), tmp_path,
                   before, 1, "o.json")

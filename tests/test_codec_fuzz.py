@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from convae.codec.format import manifest_checksum
 from convae.errors import ConvaeError
-from convae.format import manifest_checksum
 from tests.codec_util import gray, mode_images, save
 from tests.conftest import make_images, write_pngs
 
@@ -120,7 +120,7 @@ def edit_json(doc, edit: tuple):
 @pytest.fixture(scope="module")
 def bases(tiny_model, tmp_path_factory) -> list[tuple[bytes, dict]]:
     """Code files to mutate: entropy coded (mixed sizes, modes, alpha), raw 8-bit latents, raw 12-bit latents."""
-    from convae.codec import compress
+    from convae.codec.api import compress
 
     root = tmp_path_factory.mktemp("fuzzbase")
     mixed = root / "mixed"
@@ -140,8 +140,8 @@ def bases(tiny_model, tmp_path_factory) -> list[tuple[bytes, dict]]:
 
 def test_mutated_code_files_fail_cleanly(bases, tiny_model):
     import convae.atomic
-    import convae.codec
-    import convae.inference
+    import convae.codec.api
+    import convae.codec.inference
     import convae.zoo
 
     shm = Path("/dev/shm")  # memory-backed when present: 10,000 small writes stay fast
@@ -169,7 +169,7 @@ def test_mutated_code_files_fail_cleanly(bases, tiny_model):
         manifest.write_bytes(text)
         try:
             with time_limit(CASE_SECONDS):
-                convae.codec.decompress(npy, out, model=str(tiny_model), force=True)
+                convae.codec.api.decompress(npy, out, model=str(tiny_model), force=True)
             outcomes["decoded"] += 1
         except ConvaeError as exc:
             outcomes[str(exc).replace(str(work), "")[:45]] += 1
@@ -177,7 +177,7 @@ def test_mutated_code_files_fail_cleanly(bases, tiny_model):
             shutil.rmtree(out, ignore_errors=True)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(convae.inference, "load_model", lambda _: loaded)  # same weights each case: skip re-reading them
+        mp.setattr(convae.codec.inference, "load_model", lambda _: loaded)  # same weights each case: skip re-reading them
         mp.setattr(convae.atomic.os, "sync", lambda: None)  # durability is not what this test is about
         try:
             case()

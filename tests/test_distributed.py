@@ -17,8 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from convae.data import load_dataset
-from convae.recipes import RECIPES
-from convae.train import history_path, train
+from convae.training.recipes import RECIPES
+from convae.training.train import history_path, train
 from convae.weightfile import read_weights
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
@@ -121,7 +121,7 @@ def test_launcher_reports_rank_zero_error_without_traceback(train_folder: Path, 
 
 
 def test_launch_args_drop_nproc_and_keep_the_rest():
-    from convae.distributed import launch_args
+    from convae.training.distributed import launch_args
 
     for argv in (["train", "--nproc", "3", "--data", "d"], ["train", "--nproc=3", "--data", "d"]):
         assert launch_args(argv, 3) == ["--standalone", "--nproc-per-node=3", "-m", "convae", "train", "--data", "d"]

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convae.entropy import EntropyCoder
+from convae.codec.format import open_codes
+from convae.codec.pathruns import compact_paths, expand_paths
+from convae.entropy.factorized import EntropyCoder
 from convae.errors import FormatError
-from convae.format import open_codes
 from convae.images import output_names
-from convae.pathruns import compact_paths, expand_paths
 from tests.codec_util import invoke, ok, one_line_error, resign
 from tests.conftest import make_images, write_pngs
 

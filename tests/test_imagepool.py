@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import convae.imagepool as imagepool
-from convae.codec import compress, decompress
+import convae.codec.imagepool as imagepool
+from convae.codec.api import compress, decompress
+from convae.codec.format import ImageEntry
+from convae.codec.imagepool import ImagePool, written_bytes
 from convae.errors import ConvaeError, DataError
-from convae.format import ImageEntry
-from convae.imagepool import ImagePool, written_bytes
 from convae.images import read_image, to_channels
 from tests.codec_util import convae_script, mode_images, snapshot
 from tests.conftest import make_images, write_pngs
@@ -162,7 +162,7 @@ def test_the_command_line_makes_the_bytes_the_library_makes(tmp_path, tiny_model
 
 
 def test_torch_loading_pauses_the_collector_then_freezes():
-    code = ("import gc\nfrom convae.imports import torch_loading\nwith torch_loading():\n    import torch\n"
+    code = ("import gc\nfrom convae._imports import torch_loading\nwith torch_loading():\n    import torch\n"
             "    assert not gc.isenabled()\nassert gc.isenabled() and gc.get_freeze_count() > 100000\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -184,7 +184,7 @@ def test_no_processes_to_be_had_means_threads(tmp_path, monkeypatch):
 
 
 def test_forking_only_before_pytorch_with_no_other_thread_and_outside_daemonic_processes():
-    code = ("import multiprocessing as mp, threading\nfrom convae.imagepool import forking_is_safe\n"
+    code = ("import multiprocessing as mp, threading\nfrom convae.codec.imagepool import forking_is_safe\n"
             "def child(q):\n    q.put(forking_is_safe())\n"
             "fork = mp.get_context('fork')\nq = fork.Queue()\np = fork.Process(target=child, args=(q,), daemon=True)\n"
             "p.start()\nin_daemon = q.get(timeout=60)\np.join()\nq.close()\nq.join_thread()\n"
@@ -199,8 +199,8 @@ def test_forking_only_before_pytorch_with_no_other_thread_and_outside_daemonic_p
 
 def test_the_codec_and_the_command_line_load_pytorch_only_when_they_need_it():
     """The image workers can fork before PyTorch loads only if nothing imports it earlier."""
-    code = ("import sys\nimport convae.codec, convae.cli.app\nfrom convae.cli.app import _device\n"
-            "assert _device('cpu') == 'cpu'\nfrom convae.imagepool import forking_is_safe\n"
+    code = ("import sys\nimport convae.codec.api, convae.cli.app\nfrom convae.cli.app import _device\n"
+            "assert _device('cpu') == 'cpu'\nfrom convae.codec.imagepool import forking_is_safe\n"
             "print('torch' in sys.modules, forking_is_safe())\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -1,4 +1,4 @@
-"""Gradient averaging over Unix sockets (convae.localsync): 3 processes agree bit for bit on the mean."""
+"""Gradient averaging over Unix sockets (convae.training.localsync): 3 processes agree bit for bit on the mean."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _grad(rank: int, p: torch.Tensor, i: int) -> torch.Tensor:
 
 
 def _connect(rank: int, folder: str) -> tuple[nn.Module, object]:
-    from convae.localsync import LocalGradientSync
+    from convae.training.localsync import LocalGradientSync
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=WORLD)

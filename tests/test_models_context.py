@@ -106,7 +106,7 @@ def test_chunk_round_trip_is_bit_exact_and_thread_independent(tiny_context):
 
 
 def test_codes_of_a_context_model_are_refused_by_its_hyperprior_twin(tiny_context, tmp_path):
-    from convae.codec import compress, decompress
+    from convae.codec.api import compress, decompress
     from convae.errors import ConvaeError
 
     src = tmp_path / "in"

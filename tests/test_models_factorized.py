@@ -10,11 +10,11 @@ import torch
 from convae.registry import create_model, list_models
 from PIL import Image
 
-from convae.codec import compress, decompress
+from convae.codec.api import compress, decompress
 from convae.data import load_dataset
-from convae.quantize import INTEGER
-from convae.recipes import RECIPES
-from convae.train import train
+from convae.entropy.quantize import INTEGER
+from convae.training.recipes import RECIPES
+from convae.training.train import train
 from convae.zoo import load_model
 from tests.conftest import make_images, train_tiny, write_pngs
 

@@ -131,7 +131,7 @@ def test_warm_start_lends_matching_transforms_only(tmp_path):
 
 
 def test_codec_round_trip_through_compress_and_decompress(tiny_hyper, tmp_path):
-    from convae.codec import compress, decompress
+    from convae.codec.api import compress, decompress
 
     src = tmp_path / "in"
     write_pngs(src / "a", make_images(70, size=28, seed=8))  # two chunks of one size
@@ -189,7 +189,7 @@ def test_default_model_codes_any_size_rgb_and_gray_photos(runner, tmp_path):
 def test_history_records_the_epoch_mean_rate(tiny_hyper):
     import json
 
-    from convae.train import history_path
+    from convae.training.train import history_path
 
     record = json.loads(history_path(tiny_hyper).read_text())["history"][-1]
     assert record["bpp"] > 0 and record["train_mse"] > 0  # the rate term is logged per epoch, beside the MSE

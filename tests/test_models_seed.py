@@ -5,7 +5,7 @@ import torch
 from convae.registry import create_model
 from torch import nn
 
-from convae.models.patchconv import PatchConvTranspose2d
+from convae.models.layers.patchconv import PatchConvTranspose2d
 
 
 def test_seed_layers_and_parameter_count():

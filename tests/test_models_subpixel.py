@@ -5,7 +5,7 @@ import torch
 from convae.registry import create_model
 from torch import nn
 
-from convae.models.subpixel import SubPixelConvTranspose2d
+from convae.models.layers.subpixel import SubPixelConvTranspose2d
 
 
 def _reference(cin: int, cout: int, bias: bool) -> nn.ConvTranspose2d:

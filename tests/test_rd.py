@@ -12,12 +12,12 @@ import torch
 from convae.registry import create_model
 from PIL import Image
 
-from convae.baselines import mosaic, per_image, tile, untile
-from convae.bjontegaard import bd_psnr, bd_psnr_vs_best, bd_rate
 from convae.data import IDX_FILES, load_dataset
-from convae.rd import run_rd
-from convae.recipes import RECIPES
-from convae.train import train
+from convae.evaluation.baselines import mosaic, per_image, tile, untile
+from convae.evaluation.bjontegaard import bd_psnr, bd_psnr_vs_best, bd_rate
+from convae.evaluation.rd import run_rd
+from convae.training.recipes import RECIPES
+from convae.training.train import train
 from tests.conftest import make_images
 
 RATES = np.array([0.4, 0.8, 1.3, 2.1, 3.0])
@@ -106,7 +106,7 @@ def test_cli_rd_quick(runner, tiny_data, tmp_path, monkeypatch):
     from convae.cli.app import app
 
     fashion, photos, _ = tiny_data
-    monkeypatch.setattr("convae.rd.shipped", lambda pattern: [])
+    monkeypatch.setattr("convae.evaluation.rd.shipped", lambda pattern: [])
     result = runner.invoke(app, ["eval", "--rd", "--quick", "--data", f"fashion-mnist:{fashion}", "--photos",
                                  str(photos), "--out", str(tmp_path / "o"), "--json"])
     assert result.exit_code == 0, result.output

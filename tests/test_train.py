@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 from convae.data import load_dataset
 from convae.errors import Interrupted, TrainingError, UsageError
-from convae.recipes import RECIPES
-from convae.train import checkpoint_path, curve_path, history_path, train
+from convae.training.recipes import RECIPES
+from convae.training.train import checkpoint_path, curve_path, history_path, train
 from convae.weightfile import read_weights
 
 RECIPE = RECIPES["fast"].override(epochs=3, batch_size=32)
@@ -106,7 +106,7 @@ def test_epochs_must_be_positive(train_folder: Path, tmp_path: Path):
 
 @pytest.mark.parametrize("crop", [None, 24], ids=["whole", "random-crops"])
 def test_test_mse_shared_out_between_processes_adds_up_to_one_process(monkeypatch, crop):
-    import convae.train as train_module
+    import convae.training.train as train_module
     from convae.data import ImageSet
 
     torch.manual_seed(0)

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from convae.entropy import EntropyCoder
-from convae.quantize import UNIFORM, Quantizer
+from convae.entropy.factorized import EntropyCoder
+from convae.entropy.quantize import UNIFORM, Quantizer
 
 
 class Autoencoder(nn.Module):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from convae.entropy.prior import FactorizedPrior
 from convae.models.learned import LearnedCodec, register_family
-from convae.models.prior import FactorizedPrior
 
 
 class FactorizedAutoencoder(LearnedCodec):

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from convae.entropy.prior import FactorizedPrior
+from convae.entropy.quantize import INTEGER, Quantizer, adopt_stored_shapes
 from convae.models.factorized import FM, PHOTO
 from convae.models.learned import LearnedCodec, register_family
-from convae.models.prior import FactorizedPrior
-from convae.quantize import INTEGER, Quantizer, adopt_stored_shapes
 
 SCALE_MIN_LOG, SCALE_STEPS, SCALES = -2.25, 8, 48  # scale index i covers log-scale [-2.25 + i/8, -2.25 + (i+1)/8)
 W_BITS, A_BITS, A_MAX = 8, 6, 2.0**12  # the exact grid of the coding-time hyper-synthesis
@@ -193,7 +193,7 @@ class HyperpriorAutoencoder(LearnedCodec):
 
     def entropy_coder(self, q: Quantizer):
         """The hyperprior chunk coder (``None`` for another quantiser than the calibrated one)."""
-        from convae.conditional import HyperpriorCoder
+        from convae.entropy.hyperprior import HyperpriorCoder
 
         fits = self.y_freqs.numel() and self.y_freqs.shape[0] == SCALES * self.mean_steps
         return HyperpriorCoder(self) if q is self.quantizer and fits else None

@@ -4,7 +4,7 @@ The transforms follow Ballé et al. 2018: ``depth`` stride-2 5x5 convolutions wi
 convolution to ``m`` latent channels, mirrored in the decoder. With ``post`` > 0 a small residual
 filter at full resolution (3x3 convolutions, ``post`` hidden channels) refines the output of the
 decoder's last layer, which alone is linear in its inputs: cheap capacity that pays most at high
-rates. The decoder's last layer is computed as a sub-pixel convolution (convae/models/subpixel.py:
+rates. The decoder's last layer is computed as a sub-pixel convolution (layers/subpixel.py:
 same parameters, faster). Latents are rounded to integers (quantiser mode ``integer``); the loss is
 ``lmbda * 255^2 * MSE + bits per pixel``, so ``lmbda`` sets the rate. Subclasses add an entropy
 model and ``forward``.
@@ -15,10 +15,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from convae.entropy.quantize import INTEGER
 from convae.models.base import Autoencoder
-from convae.models.gdn import GDN
-from convae.models.subpixel import SubPixelConvTranspose2d
-from convae.quantize import INTEGER
+from convae.models.layers.gdn import GDN
+from convae.models.layers.subpixel import SubPixelConvTranspose2d
 from convae.registry import register_model
 
 

@@ -3,7 +3,7 @@
 from torch import nn
 
 from convae.models.base import Autoencoder
-from convae.models.patchconv import PatchConvTranspose2d
+from convae.models.layers.patchconv import PatchConvTranspose2d
 from convae.registry import register_model
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from convae.codec.format import CodeFile, CodeWriter, open_codes
 from convae.errors import FormatError
-from convae.format import CodeFile, CodeWriter, open_codes
 
 _SAME = ("model", "quantizer", "coding")
 

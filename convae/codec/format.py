@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from convae.atomic import as_output_error, check_writable, commit, temp_path
-from convae.checks import check, is_int, is_str
+from convae.codec.checks import check, is_int, is_str
+from convae.codec.pathruns import compact_paths, expand_paths
 from convae.errors import ConvaeError, FormatError, OutputError
 from convae.images import MAX_PIXELS
-from convae.pathruns import compact_paths, expand_paths
 
 MAGIC = "convae-codes"
 VERSION = 2

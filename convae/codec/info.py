@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from convae.format import manifest_path, open_codes
+from convae.codec.format import manifest_path, open_codes
 from convae.metrics import bits_per_pixel
 
 

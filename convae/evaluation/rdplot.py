@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from convae.figures import pyplot, save_figure
+from convae.evaluation.figures import pyplot, save_figure
 
 _STYLE = {"convae": ("-", "o", 2.5), "mosaic": ("--", "s", 1.2), "": ("-", ".", 1.2)}
 

@@ -15,9 +15,9 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from convae.entropy import EntropyCoder
+from convae.codec.format import CHUNK, MAX_CHUNK_SYMBOLS, ImageEntry
+from convae.entropy.factorized import EntropyCoder
 from convae.errors import FormatError
-from convae.format import CHUNK, MAX_CHUNK_SYMBOLS, ImageEntry
 
 T = TypeVar("T")
 Latent = tuple[ImageEntry, np.ndarray, bytes]  # an image's entry, symbols (C, h, w) and alpha bytes

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from convae.atomic import write_bytes
-from convae.chunks import Chunker
+from convae.codec.chunks import Chunker
+from convae.codec.inference import pad_to_stride, select_quantizer
 from convae.data import ImageSet, load_dataset
 from convae.errors import UsageError
-from convae.inference import pad_to_stride, select_quantizer
 from convae.metrics import bits_per_pixel, per_image_mse, psnr, ssim
 from convae.zoo import load_model
 

@@ -1,12 +1,12 @@
 """compress / decompress: image files <-> a code file, streamed in batches with bounded memory.
 
-Image files are read and written by worker processes (convae/imagepool.py) that start before
-PyTorch loads: this module imports the model side (convae/inference.py, PyTorch) only once they run.
+Image files are read and written by worker processes (imagepool.py) that start before
+PyTorch loads: this module imports the model side (inference.py, PyTorch) only once they run.
 
 Memory stays bounded whatever the number of images: inputs are read at most ``READ_AHEAD_BYTES``
 (32 MiB) ahead of the encoder, a batch holds at most ``batch_size`` images and
 ``MAX_BATCH_PIXELS`` pixels, the chunk being coded at most ``CHUNK`` images' symbols (see
-convae/chunks.py), codes go straight to a temporary file, and decompress reads the codes through a
+chunks.py), codes go straight to a temporary file, and decompress reads the codes through a
 memory map, one chunk at a time. Only the per-image manifest entries (a path and a few integers
 each) grow with the number of images.
 """
@@ -27,13 +27,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from convae._imports import torch_loading
 from convae.atomic import publish, staged_folder
-from convae.chunks import Chunker, Latent, chunk_payload
+from convae.codec.chunks import Chunker, Latent, chunk_payload
+from convae.codec.format import CHUNK, CodeWriter, ImageEntry, manifest_path, open_codes, symbol_dtype
+from convae.codec.imagepool import ImagePool, written_bytes
 from convae.errors import DataError, FormatError, OutputError, UsageError
-from convae.format import CHUNK, CodeWriter, ImageEntry, manifest_path, open_codes, symbol_dtype
-from convae.imagepool import ImagePool, written_bytes
 from convae.images import Decoded, find_images, output_names, to_channels
-from convae.imports import torch_loading
 
 Progress = Callable[[int, int], None]  # (images just done, images in the run)
 T = TypeVar("T")
@@ -154,7 +154,7 @@ def compress(
         with ImagePool(_typical_file_size(files)) as pool:
             reads = pool.read(files)  # starts reading now: PyTorch loads below while the first files decode
             with torch_loading():  # deliberately late: see the module docstring
-                from convae import inference as mi
+                from convae.codec import inference as mi
                 from convae.zoo import load_model, with_quality
 
             loaded = load_model(model if quality is None else with_quality(model, quality))
@@ -280,7 +280,7 @@ def decompress(
     # the pool inside the staging folder: its writes stop before the folder is cleaned up on a failure
     with staged_folder(out_dir) as stage, ImagePool(3 * pixels) as pool:  # forks its workers before PyTorch loads
         with torch_loading():  # after the fork: see the module docstring
-            from convae import inference as mi
+            from convae.codec import inference as mi
 
         loaded = mi.decoder_model(cf.manifest, model)
         net = mi.on_device(loaded, device)

@@ -3,7 +3,7 @@
 Each channel's cumulative distribution is a small monotone network ``R -> R`` followed by a
 sigmoid (the "EntropyBottleneck" of CompressAI). The probability of an integer symbol ``k`` is
 ``CDF(k + 0.5) - CDF(k - 0.5)``; during training, additive uniform noise stands in for rounding.
-Coding uses the integer frequency tables fitted at calibration (``convae.quantize``), not this
+Coding uses the integer frequency tables fitted at calibration (``convae.entropy.quantize``), not this
 network, so the bitstream does not depend on floating-point details.
 """
 

@@ -23,14 +23,14 @@ from torch.utils.data.distributed import DistributedSampler
 
 from convae import __version__
 from convae.atomic import check_writable, write_bytes
-from convae.checkpoint import load_checkpoint, save_checkpoint
 from convae.data import Dataset, ImageSet
-from convae.distributed import local_processes, peer_failed
 from convae.errors import Interrupted, TrainingError, UsageError
-from convae.figures import pyplot, save_figure
-from convae.localsync import LocalGradientSync
+from convae.evaluation.figures import pyplot, save_figure
 from convae.models.base import Autoencoder
-from convae.recipes import Recipe
+from convae.training.checkpoint import load_checkpoint, save_checkpoint
+from convae.training.distributed import local_processes, peer_failed
+from convae.training.localsync import LocalGradientSync
+from convae.training.recipes import Recipe
 from convae.weightfile import save_weights
 
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -265,7 +265,7 @@ def _global_mean(total: float, count: int) -> float:
 
 def _finish(net: Autoencoder, data: Dataset, out: Path, recipe: Recipe, seed: int, crop: int | None,
             state: dict[str, Any], extra: dict[str, Any], rank: int, world: int) -> TrainResult:
-    from convae.calibrate import calibrate
+    from convae.training.calibrate import calibrate
 
     net = net.to("cpu").eval()  # calibrated and saved on the CPU (channels_last keeps it fast)
     if rank == 0:  # only rank 0 saves; the others hold the same parameters

@@ -1,6 +1,6 @@
 """The model's side of compress and decompress: pick and check the model, run batches through it.
 
-PyTorch loads with this module; ``convae.codec`` imports it only once its image workers are
+PyTorch loads with this module; ``convae.codec.api`` imports it only once its image workers are
 reading, so the two overlap.
 """
 
@@ -16,14 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from convae.chunks import read_chunk
-from convae.entropy import EntropyCoder
+from convae.codec.chunks import read_chunk
+from convae.codec.format import CodeFile, ImageEntry
+from convae.entropy.factorized import EntropyCoder
+from convae.entropy.quantize import INTEGER, Quantizer
 from convae.errors import ConvaeError, FormatError, UsageError, WeightsError
-from convae.format import CodeFile, ImageEntry
 from convae.images import Decoded
 from convae.metrics import per_image_mse, psnr, ssim
 from convae.models.base import Autoencoder
-from convae.quantize import INTEGER, Quantizer
 from convae.registry import UnknownModelError, get_spec
 from convae.zoo import LoadedModel, load_model, retired_weights
 

@@ -66,7 +66,7 @@ def launch(nproc: int) -> int:
     When a process fails, torchrun stops the others; this prints one line naming the first
     failure and returns its exit code (its own error line comes from that process).
     """
-    from convae.imports import torch_loading
+    from convae._imports import torch_loading
 
     with torch_loading():
         from torch.distributed.elastic.multiprocessing.errors import ChildFailedError

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from convae.distributed import TIMEOUT, peer_failed
+from convae.training.distributed import TIMEOUT, peer_failed
 
 
 class LocalGradientSync:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from convae.checks import check, is_int
+from convae.codec.checks import check, is_int
 
 _LAST_DIGITS = re.compile(r"[0-9]+(?=[^0-9]*\Z)")
 MAX_DIGITS = 18  # longer numbers never start a run: first + i stays a small int

@@ -1,7 +1,7 @@
 """Chunk coder of hyperprior variants: side latents with per-channel tables, latents with Gaussian tables.
 
 One constriction ANS stream holds a chunk of equally sized images. Decoding order: the side
-latents ``z`` of every image (channel by channel, factorized tables as in ``convae.entropy``),
+latents ``z`` of every image (channel by channel, factorized tables as in ``convae.entropy.factorized``),
 then the latents ``y`` step by step (one step for the plain hyperprior; four for a context model,
 whose tables for a step depend on the latents of the steps before it), within a step grouped by
 Gaussian table (ascending table id, positions in C order within a group). Each latent is coded as
@@ -15,7 +15,7 @@ import constriction
 import numpy as np
 import torch
 
-from convae.entropy import EntropyCoder, reading, stream_bytes
+from convae.entropy.factorized import EntropyCoder, reading, stream_bytes
 from convae.errors import FormatError
 from convae.models.hyperprior import HyperpriorAutoencoder
 

@@ -26,9 +26,9 @@ from PIL import Image
 
 from convae import __version__
 from convae.atomic import write_bytes
-from convae.baselines import Point, distortion, mosaic, pca, per_image
-from convae.bjontegaard import bd_psnr, bd_psnr_vs_best, bd_rate
 from convae.data import load_fashion_mnist
+from convae.evaluation.baselines import Point, distortion, mosaic, pca, per_image
+from convae.evaluation.bjontegaard import bd_psnr, bd_psnr_vs_best, bd_rate
 from convae.images import find_images, read_image
 
 QUALITIES = {"jpeg": [10, 20, 30, 50, 70, 90], "webp": [0, 10, 25, 50, 75, 90], "avif": [10, 25, 40, 55, 70, 85]}
@@ -89,7 +89,7 @@ def classical(report: Report, qualities: dict[str, list[int]], tiled: bool) -> N
 
 def convae_family(report: Report, name: str, models: list[str], folder: Path, work: Path) -> None:
     """Variants ``models`` through compress + decompress of ``folder`` (one point each)."""
-    from convae.format import VERSION
+    from convae.codec.format import VERSION
     from convae.zoo import load_model
 
     shas = [load_model(m).sha256 for m in models]
@@ -100,7 +100,7 @@ def convae_family(report: Report, name: str, models: list[str], folder: Path, wo
 
 def codec_point(model: str, folder: Path, originals: list[np.ndarray], work: Path) -> Point:
     """One convae model's point: real bytes on disk, distortion of the decoded PNGs, seconds per image."""
-    from convae.codec import compress, decompress
+    from convae.codec.api import compress, decompress
     from convae.images import output_names
 
     codes, recon_dir = work / "codes.npy", work / "recon"
@@ -226,7 +226,7 @@ def run_rd(out: Path, fashion: Path | None, photos: Path | None, limit: int | No
            fm_models: list[str] | None = None, photo_models: list[str] | None = None,
            log: Log = lambda _: None) -> dict[str, Any]:
     """Run the whole report; returns the summary (also written to ``out/summary.json``) and draws ``out/rd.png``."""
-    from convae.rdplot import plot_rd
+    from convae.evaluation.rdplot import plot_rd
 
     out.mkdir(parents=True, exist_ok=True)
     reports: list[Report] = []

@@ -1,0 +1,1 @@
+"""Image files <-> code files: the compress/decompress pipeline, the on-disk format, info and merge."""

@@ -1,0 +1,1 @@
+"""Entropy models and coders: quantiser, learned priors, factorized and hyperprior ANS coders."""

@@ -1,0 +1,1 @@
+"""Evaluation: distortion and rate of a model, the RD report, classical baselines, plots."""

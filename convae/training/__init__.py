@@ -1,0 +1,1 @@
+"""Training: the loop, checkpoints, recipes, calibration and distributed launch."""
