@@ -177,7 +177,7 @@ def test_mutated_code_files_fail_cleanly(bases, tiny_model):
             shutil.rmtree(out, ignore_errors=True)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(convae.codec.inference, "load_model", lambda _: loaded)  # same weights each case: skip re-reading them
+        mp.setattr(convae.codec.inference, "load_model", lambda _: loaded)  # same weights: skip re-reading
         mp.setattr(convae.atomic.os, "sync", lambda: None)  # durability is not what this test is about
         try:
             case()
