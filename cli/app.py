@@ -85,7 +85,7 @@ def models_cmd(
     Example: [bold]convae models 'fm-*' --json[/]
     """
     with errors():
-        from convae.catalog import describe_models
+        from convae.zoo import describe_models
 
         rows = describe_models(pattern)
         if json_out:

@@ -1,21 +1,79 @@
-"""Load a ready model by registry name (shipped weights) or by weights path."""
+"""The model zoo: the pretrained variants shipped in the package, and loading a model by name or path.
+
+``FAMILIES`` is the table (like CompressAI's ``cfgs``): a family is one architecture with one
+configuration, trained at several rates; quality ``q`` of family ``f`` is variant ``f-qq``, whose
+weights are ``weights/f-qq.safetensors``. Importing this module registers every shipped variant.
+"""
 
 from __future__ import annotations
 
 import json
-import re
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 
+import convae.models  # noqa: F401  (registers the architectures)
 from convae.errors import UsageError, WeightsError
 from convae.models.base import Autoencoder
-from convae.registry import UnknownModelError, create_model, get_spec, list_models
+from convae.registry import (
+    UnknownModelError,
+    create_model,
+    family_variants,
+    get_spec,
+    list_models,
+    register_pretrained,
+)
 from convae.weightfile import read_weights
 
 DEFAULT_MODEL = "photoh-q2"
+
+
+@dataclass(frozen=True)
+class Family:
+    """One architecture and configuration, shipped at the rates of ``lambdas`` (quality -> lambda)."""
+
+    architecture: str
+    description: str
+    config: dict[str, Any]
+    lambdas: dict[int, float]
+
+
+FM = {"in_channels": 1, "n": 48, "m": 32, "depth": 2, "post": 0}
+PHOTO = {"in_channels": 3, "n": 48, "m": 64, "depth": 3, "post": 0}
+FMH = {**FM, "hyper": 48, "z_channels": 16, "mean_steps": 4}
+PHOTOH = {**PHOTO, "hyper": 64, "z_channels": 24, "mean_steps": 4}
+FMC = {**FMH, "ctx_hidden": 32, "post": 32, "mean_steps": 8}
+FMH_LAMBDAS = {1: 0.0006, 2: 0.0015, 3: 0.005, 4: 0.02, 5: 0.06}
+
+FAMILIES: dict[str, Family] = {
+    "fm": Family("factorized", "Fashion-MNIST, 7x7x32 latents, factorized prior", FM,
+                 {1: 0.0006, 2: 0.0015, 3: 0.005, 4: 0.02}),
+    "fmh": Family("hyperprior", "Fashion-MNIST, 7x7x32 latents, mean-scale hyperprior", FMH, FMH_LAMBDAS),
+    "fmc": Family("context", "Fashion-MNIST, 7x7x32 latents, mean-scale hyperprior + checkerboard/channel "
+                  "context, post-filter", FMC, {**FMH_LAMBDAS, 6: 0.25}),
+    "photo": Family("factorized", "RGB photos of any size, stride 8, factorized prior", PHOTO, {2: 0.01}),
+    "photoh": Family("hyperprior", "RGB photos of any size, stride 8, mean-scale hyperprior", PHOTOH,
+                     {0: 0.001, 1: 0.003, 2: 0.01, 3: 0.03}),
+}
+SINGLE_RATE = {"seed": "seed.safetensors"}  # architectures shipped with weights under their own name
+
+
+def _register_zoo() -> None:
+    for name, weights in SINGLE_RATE.items():
+        register_pretrained(name, name, weights, source=__name__)
+    for family, f in FAMILIES.items():
+        for quality, lmbda in f.lambdas.items():
+            name = f"{family}-q{quality}"
+            register_pretrained(name, f.architecture, f"{name}.safetensors", source=__name__,
+                                description=f"{f.description}, lambda {lmbda}", family=family, quality=quality,
+                                **f.config, lmbda=lmbda)
+
+
+_register_zoo()
 
 
 @dataclass
@@ -45,13 +103,13 @@ def with_quality(name: str | None, quality: int) -> str:
     name = name or DEFAULT_MODEL
     if is_weights_path(name):
         raise UsageError("--quality picks a shipped variant by name; it does not apply to a weights file")
-    family = re.fullmatch(r"(.+)-q\d+", get_spec(name).name)
+    family = get_spec(name).family
     if family is None:
         raise UsageError(f"--quality: {name!r} has one rate only (no -qN variants)")
-    rates = sorted(int(m.rsplit("-q", 1)[1]) for m in list_models(f"{family[1]}-q*") if shipped_weights(m))
-    if quality not in rates:
-        raise UsageError(f"--quality {quality}: {family[1]} ships qualities {', '.join(map(str, rates))}")
-    return f"{family[1]}-q{quality}"
+    shipped = {s.quality: s.name for s in family_variants(family) if shipped_weights(s.name)}
+    if quality not in shipped:
+        raise UsageError(f"--quality {quality}: {family} ships qualities {', '.join(map(str, shipped))}")
+    return shipped[quality]
 
 
 def retired_weights(sha256: str) -> dict[str, str] | None:
@@ -145,3 +203,23 @@ def warm_start(model: Autoencoder, path: Path) -> dict[str, str]:
         return record | {"init_tensors": str(len(shared))}
     _load_exact(model, state, f"--init {path}")
     return record
+
+
+def describe_models(pattern: str = "*") -> list[dict[str, Any]]:
+    """One row per variant matching ``pattern`` (wildcards), naturally sorted (for `convae models`)."""
+    rows = []
+    for name in list_models(pattern):
+        net = create_model(name)
+        latent = net.latent_shape(28, 28)
+        bits = net.quantizer.bits
+        rows.append({
+            "name": name,
+            "description": get_spec(name).description,
+            "params": sum(p.numel() for p in net.parameters()),
+            "latent_28": list(latent),
+            "latent_256": list(net.latent_shape(256, 256)),
+            "in_channels": net.in_channels,
+            "default_bpp": bits * math.prod(latent) / (28 * 28) / net.in_channels if bits else None,
+            "pretrained": shipped_weights(name) is not None,
+        })
+    return rows

@@ -1,6 +1,7 @@
 """The variant registry: register encoder/decoder variants by name, list them, create them.
 
-Third-party distributions add variants through the ``convae.models`` entry-point group.
+Built-in variants (``convae.zoo``) and third-party distributions both arrive through the
+``convae.models`` entry-point group.
 """
 
 from convae.registry.errors import DuplicateModelError, UnknownModelError
@@ -8,11 +9,11 @@ from convae.registry.plugins import load_plugins
 from convae.registry.registry import (
     ModelSpec,
     create_model,
-    deprecate,
+    family_variants,
     get_spec,
     list_models,
     register_model,
-    resolve_name,
+    register_pretrained,
 )
 
 __all__ = [
@@ -20,10 +21,10 @@ __all__ = [
     "ModelSpec",
     "UnknownModelError",
     "create_model",
-    "deprecate",
+    "family_variants",
     "get_spec",
     "list_models",
     "load_plugins",
     "register_model",
-    "resolve_name",
+    "register_pretrained",
 ]

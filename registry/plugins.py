@@ -1,4 +1,4 @@
-"""Load third-party variants from the ``convae.models`` entry-point group."""
+"""Load variants from the ``convae.models`` entry-point group: convae's own (``convae.zoo``) and plugins."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def load_plugins() -> list[str]:
         except DuplicateModelError:
             raise
         except Exception as exc:  # a broken plugin must not take the CLI down
+            if ep.value.split(".")[0] == "convae":  # convae's own variants: a bug, not a broken plugin
+                raise
             dist = ep.dist.name if ep.dist else "?"
             warnings.warn(
                 f"convae plugin {ep.name!r} from {dist} failed to import: {type(exc).__name__}: {exc}",

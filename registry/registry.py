@@ -1,7 +1,8 @@
 """Register variants by decorator, list them with wildcards, create them by name.
 
-Modelled on timm's ``_registry.py``; unlike it, a name registered twice is an error that names
-both sources, and an unknown name raises a typed error listing close matches.
+Modelled on timm's ``_registry.py``: architectures register by decorator, pretrained variants are data
+beside them (``convae.zoo``). Unlike timm, a name registered twice is an error that names both
+sources, and an unknown name raises a typed error listing close matches.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ import difflib
 import fnmatch
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from convae.registry.errors import DuplicateModelError, UnknownModelError
 
 _SPECS: dict[str, ModelSpec] = {}
-_DEPRECATED: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -29,38 +29,53 @@ class ModelSpec:
     description: str = ""
     pretrained: str | None = None  # file name under the package's weights/ folder
     config: dict[str, Any] = field(default_factory=dict)
+    architecture: str = ""  # the architecture it builds (its own name for an architecture)
+    family: str | None = None  # variants of one family differ in ``quality`` only
+    quality: int | None = None
+
+
+def _add(spec: ModelSpec) -> None:
+    if spec.name in _SPECS:
+        raise DuplicateModelError(
+            f"model name {spec.name!r} registered twice: by {_SPECS[spec.name].source} and by {spec.source}"
+        )
+    _SPECS[spec.name] = spec
 
 
 def register_model(
     name: str | None = None, *, pretrained: str | None = None, **config: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: register ``factory`` under ``name`` (default: the function's name).
+    """Decorator: register architecture ``factory`` under ``name`` (default: the function's name).
 
     ``config`` keyword arguments are passed to the factory and recorded in weight metadata.
     """
 
     def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
         key = name or factory.__name__
-        source = f"{factory.__module__}.{factory.__qualname__}"
-        if key in _SPECS:
-            raise DuplicateModelError(
-                f"model name {key!r} registered twice: by {_SPECS[key].source} and by {source}"
-            )
         doc = (factory.__doc__ or "").strip().splitlines()
-        _SPECS[key] = ModelSpec(key, factory, source, doc[0] if doc else "", pretrained, dict(config))
+        source = f"{factory.__module__}.{factory.__qualname__}"
+        _add(ModelSpec(key, factory, source, doc[0] if doc else "", pretrained, dict(config), key))
         return factory
 
     return wrap
 
 
-def deprecate(old: str, new: str) -> None:
-    """Map an old variant name to its new one, so old code files still resolve."""
-    _DEPRECATED[old] = new
+def register_pretrained(name: str, architecture: str, weights: str, *, source: str, description: str = "",
+                        family: str | None = None, quality: int | None = None, **config: Any) -> ModelSpec:
+    """Register trained variant ``name``: ``architecture`` with ``config`` and the shipped file ``weights``.
 
-
-def unregister(name: str) -> None:
-    """Remove a variant (tests and plugin reloads)."""
-    _SPECS.pop(name, None)
+    A single-rate architecture may carry its weights under its own name (``seed``).
+    """
+    arch = _SPECS.get(architecture)
+    if arch is None:
+        raise UnknownModelError(f"{source}: unknown architecture {architecture!r} for {name!r}")
+    spec = ModelSpec(name, arch.factory, source, description or arch.description, weights,
+                     {**arch.config, **config}, architecture, family, quality)
+    if name == architecture and arch.pretrained is None:
+        _SPECS[name] = replace(spec, source=arch.source)
+    else:
+        _add(spec)
+    return _SPECS[name]
 
 
 def _natural_key(text: str) -> list[Any]:
@@ -81,21 +96,20 @@ def list_models(
     return sorted(names, key=_natural_key)
 
 
-def resolve_name(name: str) -> str:
-    """The current name for ``name``, following the deprecation map."""
+def family_variants(family: str) -> list[ModelSpec]:
+    """The variants of ``family``, by ascending quality."""
     _ensure_loaded()
-    return _DEPRECATED.get(name, name)
+    return sorted((s for s in _SPECS.values() if s.family == family), key=lambda s: s.quality or 0)
 
 
 def get_spec(name: str) -> ModelSpec:
     """The spec of a variant; raises ``UnknownModelError`` naming close matches."""
     _ensure_loaded()
-    key = resolve_name(name)
-    if key not in _SPECS:
-        close = difflib.get_close_matches(key, list(_SPECS), n=3, cutoff=0.5)
+    if name not in _SPECS:
+        close = difflib.get_close_matches(name, list(_SPECS), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; run `convae models` to list them"
         raise UnknownModelError(f"unknown model {name!r}{hint}")
-    return _SPECS[key]
+    return _SPECS[name]
 
 
 def create_model(name: str, **overrides: Any) -> Any:
@@ -108,9 +122,7 @@ def create_model(name: str, **overrides: Any) -> Any:
 
 
 def _ensure_loaded() -> None:
-    # Built-in variants register on import of convae.models; plugins through entry points.
+    # Built-in variants (``convae.zoo``) and plugins both arrive through the entry-point group.
     from convae.registry.plugins import load_plugins
-
-    import convae.models  # noqa: F401
 
     load_plugins()

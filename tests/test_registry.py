@@ -1,4 +1,4 @@
-"""The registry: decorator registration, wildcard listing, close-match errors, duplicates, deprecation."""
+"""The registry: decorator registration, wildcard listing, close-match errors, duplicates, families."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from convae.registry import (
     DuplicateModelError,
     UnknownModelError,
     create_model,
-    deprecate,
+    family_variants,
     get_spec,
     list_models,
     register_model,
+    register_pretrained,
+    registry,
 )
-from convae.registry.registry import _DEPRECATED, unregister
 
 
 @pytest.fixture
@@ -20,8 +21,7 @@ def scratch_names():
     added: list[str] = []
     yield added
     for name in added:
-        unregister(name)
-    _DEPRECATED.pop("old-scratch", None)
+        registry._SPECS.pop(name, None)
 
 
 def test_seed_is_registered_with_shipped_file_name():
@@ -64,10 +64,36 @@ def test_duplicate_registration_names_both_sources(scratch_names):
     assert "first" in str(err.value) and "second" in str(err.value)
 
 
-def test_deprecated_name_resolves_to_new(scratch_names):
-    deprecate("old-scratch", "seed")
-    assert get_spec("old-scratch").name == "seed"
-    assert create_model("old-scratch").variant == "seed"
+def test_pretrained_variants_are_data_beside_their_architecture():
+    spec = get_spec("fmh-q3")
+    assert (spec.architecture, spec.family, spec.quality, spec.pretrained) == ("hyperprior", "fmh", 3,
+                                                                                "fmh-q3.safetensors")
+    assert spec.factory is get_spec("hyperprior").factory and spec.config["lmbda"] == 0.005
+    assert [s.name for s in family_variants("photoh")] == ["photoh-q0", "photoh-q1", "photoh-q2", "photoh-q3"]
+    assert get_spec("hyperprior").family is None and get_spec("hyperprior").pretrained is None
+
+
+def test_pretrained_name_registered_twice_is_refused(scratch_names):
+    register_pretrained("zz-pre", "hyperprior", "zz.safetensors", source="test")
+    scratch_names.append("zz-pre")
+    with pytest.raises(DuplicateModelError, match="zz-pre"):
+        register_pretrained("zz-pre", "factorized", "zz.safetensors", source="test2")
+    with pytest.raises(UnknownModelError, match="unknown architecture"):
+        register_pretrained("zz-pre2", "no-such-arch", "zz.safetensors", source="test")
+
+
+def test_registry_does_not_import_the_models():
+    """Built-in variants arrive through the entry-point group, as plugins do: no registry -> models import."""
+    import ast
+    from pathlib import Path
+
+    import convae.registry as pkg
+
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith(("convae.models", "convae.zoo")) for n in names), (path.name, names)
 
 
 def test_create_model_records_variant_and_config():

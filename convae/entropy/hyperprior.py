@@ -11,19 +11,42 @@ mean step (``HyperpriorAutoencoder.exact_hyper`` and ``exact_params``).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import constriction
 import numpy as np
 import torch
 
 from convae.entropy.factorized import EntropyCoder, reading, stream_bytes
+from convae.entropy.quantize import Quantizer
 from convae.errors import FormatError
-from convae.models.hyperprior import HyperpriorAutoencoder
+
+
+class HyperpriorNet(Protocol):
+    """What the coder needs of a hyperprior model: its quantisers, tables and exact side path."""
+
+    quantizer: Quantizer
+    z_quantizer: Quantizer
+    y_freqs: torch.Tensor
+    mean_steps: int
+    steps: int
+
+    def h_a(self, y: torch.Tensor) -> torch.Tensor: ...
+
+    def side_size(self, height: int, width: int) -> tuple[int, int]: ...
+
+    def step_ids(self, channels: int, height: int, width: int) -> torch.Tensor: ...
+
+    def exact_hyper(self, z: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def exact_params(self, hyper: tuple[torch.Tensor, torch.Tensor], known: torch.Tensor | None = None,
+                     step: int = 0) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 class HyperpriorCoder:
     """Encodes/decodes lists of equally shaped ``(C, H, W)`` quantiser symbols of one hyperprior model."""
 
-    def __init__(self, net: HyperpriorAutoencoder) -> None:
+    def __init__(self, net: HyperpriorNet) -> None:
         self.net = net
         self.q, self.zq = net.quantizer, net.z_quantizer
         self.z_coder = EntropyCoder(self.zq.freqs.cpu().numpy())

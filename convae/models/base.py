@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from convae.entropy.coder import ChunkCoder
 from convae.entropy.factorized import EntropyCoder
 from convae.entropy.quantize import UNIFORM, Quantizer
 
@@ -51,7 +51,7 @@ class Autoencoder(nn.Module):
         """Latent shape for an image of this size (padded up to a multiple of ``stride``)."""
         return (self.latent_channels, math.ceil(height / self.stride), math.ceil(width / self.stride))
 
-    def entropy_coder(self, q: Quantizer) -> EntropyCoder | None:
+    def entropy_coder(self, q: Quantizer) -> ChunkCoder | None:
         """The coder for symbols of ``q``: per-channel tables from ``q.freqs`` if it has one per level, else None."""
         if q.freqs.shape[1] != int(q.levels):
             return None
@@ -59,9 +59,3 @@ class Autoencoder(nn.Module):
 
     def fit_side(self, latents: Callable[[], Iterator[Tensor]]) -> None:
         """Calibrate entropy-model state beyond the quantiser from ``latents()`` (float latents); none here."""
-
-    @torch.no_grad()
-    def reconstruct(self, x: Tensor, quantizer: Quantizer | None = None) -> Tensor:
-        """Encode, quantise and decode (what the codec produces)."""
-        q = quantizer or self.quantizer
-        return self.decode(q.quantize(self.encode(x)))

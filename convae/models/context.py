@@ -1,4 +1,4 @@
-"""``fmc-q*``: the hyperprior codec with a checkerboard and channel context (He et al. 2021; Minnen & Singh 2020).
+"""The ``context`` architecture: hyperprior + checkerboard and channel context (He et al. 2021; Minnen & Singh 2020).
 
 Latents are decoded in four steps: the first half of the channels at the "anchor" positions of a
 checkerboard, then the rest of that half, then the anchors and the rest of the second half. The
@@ -19,14 +19,12 @@ from torch import Tensor, nn
 from convae.models.hyperprior import (
     A_BITS,
     A_MAX,
-    FMH,
-    FMH_LAMBDAS,
     HyperpriorAutoencoder,
     _floor_activation,
     check_exact_layer,
     layer_weights,
 )
-from convae.models.learned import register_family
+from convae.registry import register_model
 
 
 class ContextHyperpriorAutoencoder(HyperpriorAutoencoder):
@@ -73,9 +71,8 @@ class ContextHyperpriorAutoencoder(HyperpriorAutoencoder):
             check_exact_layer(last, last.weight[0].numel(), A_MAX, A_BITS, f"context layer {k}b")
 
 
-FMC = {**FMH, "ctx_hidden": 32, "post": 32, "mean_steps": 8}
-FMC_LAMBDAS = {**{k.replace("fmh-", "fmc-"): v for k, v in FMH_LAMBDAS.items()}, "fmc-q6": 0.25}
-for _name, _lmbda in FMC_LAMBDAS.items():
-    register_family(ContextHyperpriorAutoencoder, _name,
-                    f"Fashion-MNIST, 7x7x32 latents, mean-scale hyperprior + checkerboard/channel context, "
-                    f"post-filter, lambda {_lmbda}", **FMC, lmbda=_lmbda)
+@register_model("context", in_channels=1, n=48, m=32, depth=2, post=32, lmbda=0.01, hyper=48, z_channels=16,
+                ctx_hidden=32, mean_steps=8)
+def context(**config: object) -> ContextHyperpriorAutoencoder:
+    """GDN + mean-scale hyperprior + checkerboard/channel context (set the hyperprior's options, ctx_hidden)."""
+    return ContextHyperpriorAutoencoder(**config)

@@ -1,4 +1,4 @@
-"""``fm-q*`` and ``photo-q*``: GDN codecs with a factorized entropy model (Ballé et al. 2018)."""
+"""The ``factorized`` architecture: GDN codecs with a factorized entropy model (Ballé et al. 2018)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 
 from convae.entropy.prior import FactorizedPrior
-from convae.models.learned import LearnedCodec, register_family
+from convae.models.learned import LearnedCodec
+from convae.registry import register_model
 
 
 class FactorizedAutoencoder(LearnedCodec):
@@ -29,17 +30,7 @@ class FactorizedAutoencoder(LearnedCodec):
         return self.decode(y_hat), bits
 
 
-FM = {"in_channels": 1, "n": 48, "m": 32, "depth": 2, "post": 0}
-PHOTO = {"in_channels": 3, "n": 48, "m": 64, "depth": 3, "post": 0}
-FM_LAMBDAS = {"fm-q1": 0.0006, "fm-q2": 0.0015, "fm-q3": 0.005, "fm-q4": 0.02}
-PHOTO_LAMBDAS = {"photo-q2": 0.01}
-
-register_family(FactorizedAutoencoder, "factorized",
-                "GDN + factorized prior, untrained template (set in_channels, n, m, depth, lmbda)",
-                pretrained=False, **FM, lmbda=0.01)
-for _name, _lmbda in FM_LAMBDAS.items():
-    register_family(FactorizedAutoencoder, _name, f"Fashion-MNIST, 7x7x32 latents, factorized prior, lambda {_lmbda}",
-                    **FM, lmbda=_lmbda)
-for _name, _lmbda in PHOTO_LAMBDAS.items():
-    register_family(FactorizedAutoencoder, _name,
-                    f"RGB photos of any size, stride 8, factorized prior, lambda {_lmbda}", **PHOTO, lmbda=_lmbda)
+@register_model("factorized", in_channels=1, n=48, m=32, depth=2, post=0, lmbda=0.01)
+def factorized(**config: object) -> FactorizedAutoencoder:
+    """GDN + factorized prior (set in_channels, n, m, depth, lmbda)."""
+    return FactorizedAutoencoder(**config)

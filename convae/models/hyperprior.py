@@ -1,4 +1,4 @@
-"""``fmh-q*`` and ``photoh-q*``: GDN codecs with a mean-scale hyperprior (Ballé et al. 2018; Minnen et al. 2018).
+"""The ``hyperprior`` architecture: GDN codecs with a mean-scale hyperprior (Ballé et al. 2018; Minnen et al. 2018).
 
 Side information ``z = round(h_a(y))`` is coded with a factorized prior; the hyper-synthesis
 ``h_s(z)`` predicts a mean and a log-scale for every latent, and each latent is coded with a
@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from convae.entropy.hyperprior import HyperpriorCoder
 from convae.entropy.prior import FactorizedPrior
 from convae.entropy.quantize import INTEGER, Quantizer, adopt_stored_shapes
-from convae.models.factorized import FM, PHOTO
-from convae.models.learned import LearnedCodec, register_family
+from convae.models.learned import LearnedCodec
+from convae.registry import register_model
 
 SCALE_MIN_LOG, SCALE_STEPS, SCALES = -2.25, 8, 48  # scale index i covers log-scale [-2.25 + i/8, -2.25 + (i+1)/8)
 W_BITS, A_BITS, A_MAX = 8, 6, 2.0**12  # the exact grid of the coding-time hyper-synthesis
@@ -191,10 +192,8 @@ class HyperpriorAutoencoder(LearnedCodec):
         self.y_freqs = gaussian_tables(int(q.levels) - 1, self.mean_steps)
         self.check_exact()
 
-    def entropy_coder(self, q: Quantizer):
+    def entropy_coder(self, q: Quantizer) -> HyperpriorCoder | None:
         """The hyperprior chunk coder (``None`` for another quantiser than the calibrated one)."""
-        from convae.entropy.hyperprior import HyperpriorCoder
-
         fits = self.y_freqs.numel() and self.y_freqs.shape[0] == SCALES * self.mean_steps
         return HyperpriorCoder(self) if q is self.quantizer and fits else None
 
@@ -221,17 +220,8 @@ def gaussian_tables(radius: int, mean_steps: int) -> Tensor:
     return torch.floor((upper - lower).clamp_min(0) * 2**16).to(torch.int32) + 1
 
 
-FMH_LAMBDAS = {"fmh-q1": 0.0006, "fmh-q2": 0.0015, "fmh-q3": 0.005, "fmh-q4": 0.02, "fmh-q5": 0.06}
-FMH = {**FM, "hyper": 48, "z_channels": 16, "mean_steps": 4}
-PHOTOH_LAMBDAS = {"photoh-q0": 0.001, "photoh-q1": 0.003, "photoh-q2": 0.01, "photoh-q3": 0.03}
-PHOTOH = {**PHOTO, "hyper": 64, "z_channels": 24, "mean_steps": 4}
-
-register_family(HyperpriorAutoencoder, "hyperprior",
-                "GDN + mean-scale hyperprior, untrained template (set in_channels, n, m, depth, lmbda, hyper, "
-                "z_channels)", pretrained=False, **FMH, lmbda=0.01)
-for _name, _lmbda in FMH_LAMBDAS.items():
-    register_family(HyperpriorAutoencoder, _name,
-                    f"Fashion-MNIST, 7x7x32 latents, mean-scale hyperprior, lambda {_lmbda}", **FMH, lmbda=_lmbda)
-for _name, _lmbda in PHOTOH_LAMBDAS.items():
-    register_family(HyperpriorAutoencoder, _name,
-                    f"RGB photos of any size, stride 8, mean-scale hyperprior, lambda {_lmbda}", **PHOTOH, lmbda=_lmbda)
+@register_model("hyperprior", in_channels=1, n=48, m=32, depth=2, post=0, lmbda=0.01, hyper=48, z_channels=16,
+                mean_steps=4)
+def hyperprior(**config: object) -> HyperpriorAutoencoder:
+    """GDN + mean-scale hyperprior (set in_channels, n, m, depth, lmbda, hyper, z_channels)."""
+    return HyperpriorAutoencoder(**config)

@@ -1,4 +1,4 @@
-"""Shared parts of the rate-distortion trained codecs: GDN transforms, the loss, and variant registration.
+"""Shared parts of the rate-distortion trained codecs: GDN transforms, the loss.
 
 The transforms follow Ballé et al. 2018: ``depth`` stride-2 5x5 convolutions with GDN and a 3x3
 convolution to ``m`` latent channels, mirrored in the decoder. With ``post`` > 0 a small residual
@@ -19,7 +19,6 @@ from convae.entropy.quantize import INTEGER
 from convae.models.base import Autoencoder
 from convae.models.layers.gdn import GDN
 from convae.models.layers.subpixel import SubPixelConvTranspose2d
-from convae.registry import register_model
 
 
 def _down(cin: int, cout: int) -> nn.Conv2d:
@@ -82,15 +81,3 @@ class LearnedCodec(Autoencoder):
         bpp = bits / (x.shape[0] * x.shape[-2] * x.shape[-1])
         loss = self.lmbda * 255**2 * mse + bpp
         return loss, {"mse": mse.item(), "bpp": bpp.item()}
-
-
-def register_family(cls: type[LearnedCodec], name: str, description: str, pretrained: bool = True,
-                    **config: object) -> None:
-    """Register variant ``name`` of ``cls`` with its default ``config`` (and shipped weights ``name.safetensors``)."""
-
-    def factory(**kwargs: object) -> LearnedCodec:
-        return cls(**kwargs)
-
-    factory.__doc__ = description
-    factory.__qualname__ = f"variant[{name}]"
-    register_model(name, pretrained=f"{name}.safetensors" if pretrained else None, **config)(factory)

@@ -30,7 +30,7 @@ class SeedAutoencoder(Autoencoder):
         )
 
 
-@register_model("seed", pretrained="seed.safetensors", bits=8)
+@register_model("seed", bits=8)
 def seed(bits: int = 8) -> SeedAutoencoder:
     """The blog's Fashion-MNIST autoencoder: 4x7x7 latent, 8-bit uniform quantisation."""
     return SeedAutoencoder(bits=bits)
