@@ -10,15 +10,20 @@ pixel is decoded. Pillow's own bomb warning is silenced: this stricter check rep
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import warnings
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from convae.atomic import write_bytes
 from convae.errors import DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -26,6 +31,8 @@ MAX_PIXELS = 1 << 26  # 67 M pixels (8192 x 8192); larger declared sizes are ref
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _GRAY = ("1", "L", "LA", "La", "F", *_SIXTEEN_BIT)
 _CHANNEL_MODES = {1: "L", 3: "RGB"}
+
+T = TypeVar("T")
 
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
@@ -176,3 +183,50 @@ def output_names(rels: list[str]) -> list[str]:
         taken.add(name)
         names.append(name)
     return names
+
+
+def png_bytes(img: Image.Image | np.ndarray) -> bytes:
+    """``img``, or uint8 ``(H, W, C)`` pixels with 1 or 3 channels, encoded as a PNG in memory."""
+    if isinstance(img, np.ndarray):
+        img = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_png(path: Path, img: Image.Image | np.ndarray, atomic: bool = False) -> int:
+    """Write ``img`` (as for ``png_bytes``) to ``path`` as a PNG; returns its size in bytes.
+
+    ``atomic``: through a temporary file renamed onto ``path``. Otherwise the file must be new (an existing
+    one is an error) and is made with one open, write and close: for a small image, Pillow's own save to a
+    path (exists check, buffered file object, seeks) costs more than the encoding.
+    """
+    data = png_bytes(img)
+    if atomic:
+        write_bytes(path, data)
+        return len(data)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    return len(data)
+
+
+def batched(items: Iterable[T], max_count: int, weight: Callable[[T], float] | None = None,
+            max_weight: float = math.inf) -> Iterator[list[T]]:
+    """Consecutive lists of at most ``max_count`` items, a list also ending once the ``weight`` of its items
+    (pixels, say) reaches ``max_weight``; items are taken one at a time, so ``items`` may be a stream."""
+    batch: list[T] = []
+    total = 0.0
+    for item in items:
+        batch.append(item)
+        if weight is not None:
+            total += weight(item)
+        if len(batch) >= max_count or total >= max_weight:
+            yield batch
+            batch, total = [], 0.0
+    if batch:
+        yield batch

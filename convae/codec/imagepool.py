@@ -11,7 +11,6 @@ no process can be started, it uses threads.
 from __future__ import annotations
 
 import contextlib
-import io
 import multiprocessing
 import os
 import queue
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from convae.errors import ConvaeError, DataError
-from convae.images import Decoded, read_image, restore
+from convae.images import Decoded, read_image, restore, write_png
 
 SMALL_IMAGE_BYTES = 1 << 14  # about a 64x64 RGB image
 TASK_BYTES = 1 << 16  # file bytes per read task: few hand-offs for small images, one large image per task
@@ -197,20 +196,7 @@ def _read_files(paths: list[Path]) -> list[tuple[Decoded | DataError, int]]:
 
 
 def _write_pngs(decoded: list[tuple], folder: Path) -> int:
-    """Encode in memory, then create each file with one open, write and close: Pillow's save to a
-    path also checks that the path exists, builds a buffered file object and seeks, and a new 28x28
-    file costs more in those calls than in its encoding. Files are new (the folder is a fresh
-    staging folder), so an existing one is an error, not overwritten."""
-    total = 0
-    for e, name, pixels, alpha in decoded:
-        buf = io.BytesIO()
-        restore(pixels, e.mode, alpha, e.has_alpha).save(buf, format="PNG")
-        fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            data = buf.getbuffer()
-            while data:
-                data = data[os.write(fd, data) :]
-        finally:
-            os.close(fd)
-        total += buf.tell()
-    return total
+    """Write ``(entry, name, pixels, alpha)`` items as new PNGs in ``folder`` (a fresh staging folder, so an
+    existing file is an error); returns the bytes written."""
+    return sum(write_png(folder / name, restore(pixels, e.mode, alpha, e.has_alpha))
+               for e, name, pixels, alpha in decoded)
