@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import MutableMapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+MAX_PSNR = 100.0  # per-image PSNR cap: a lossless image would count as infinite
 
 
 def psnr(mse: float, peak: float = 1.0) -> float:
@@ -50,3 +54,44 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
 def bits_per_pixel(nbytes: int, pixels: int) -> float:
     """Bits per pixel of ``nbytes`` over ``pixels`` pixels."""
     return 8.0 * nbytes / pixels if pixels else math.nan
+
+
+def pixels_to_tensor(images: Sequence[np.ndarray]) -> Tensor:
+    """Same-size uint8 ``(H, W, C)`` images as one float ``(N, C, H, W)`` batch in ``[0, 1]``."""
+    return torch.from_numpy(np.ascontiguousarray(np.stack(images))).permute(0, 3, 1, 2).float() / 255
+
+
+class Distortion:
+    """Running sums of per-image MSE, capped PSNR and SSIM over batches; ``report`` turns them into means.
+
+    The sums are kept in ``sums`` (a new dict, or one the caller holds), so a plain dict can carry them.
+    """
+
+    def __init__(self, sums: MutableMapping[str, float] | None = None, with_ssim: bool = True) -> None:
+        self.sums = {} if sums is None else sums
+        for key in ("images", "mse", "psnr", "ssim"):
+            self.sums.setdefault(key, 0.0)
+        self.with_ssim = with_ssim
+
+    def add(self, x: Tensor, y: Tensor) -> None:
+        """Add originals ``x`` and reconstructions ``y``, float ``(N, C, H, W)`` batches in ``[0, 1]``."""
+        mse = per_image_mse(x, y)
+        self.sums["images"] += len(mse)
+        self.sums["mse"] += float(mse.sum(dtype=torch.float64))
+        self.sums["psnr"] += sum(min(psnr(m), MAX_PSNR) for m in mse.tolist())
+        if self.with_ssim:
+            self.sums["ssim"] += float(ssim(x, y).sum(dtype=torch.float64))
+
+    def add_pixels(self, originals: Sequence[np.ndarray], recons: Sequence[np.ndarray]) -> None:
+        """Add same-size uint8 ``(H, W, C)`` image pairs as one batch."""
+        self.add(pixels_to_tensor(originals), pixels_to_tensor(recons))
+
+    def report(self) -> dict[str, float]:
+        """``images``; ``mse`` (mean) and ``psnr`` (of that mean); ``mean_psnr`` (of per-image PSNRs, each
+        capped at ``MAX_PSNR``); ``ssim`` (mean, unless made without). Means of no images are taken over one."""
+        n = self.sums["images"] or 1
+        mse = self.sums["mse"] / n
+        out = {"images": int(self.sums["images"]), "mse": mse, "psnr": psnr(mse), "mean_psnr": self.sums["psnr"] / n}
+        if self.with_ssim:
+            out["ssim"] = self.sums["ssim"] / n
+        return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from convae.entropy.factorized import EntropyCoder
 from convae.entropy.quantize import INTEGER, Quantizer
 from convae.errors import ConvaeError, FormatError, UsageError, WeightsError
 from convae.images import Decoded
-from convae.metrics import per_image_mse, psnr, ssim
+from convae.metrics import Distortion
 from convae.models.base import Autoencoder
 from convae.registry import UnknownModelError, get_spec
 from convae.zoo import LoadedModel, load_model, retired_weights
@@ -190,23 +190,17 @@ def decode_batch(net: Autoencoder, q: Quantizer, parsed: list[tuple], device: st
     return out  # a list, not a generator: inference mode is entered once per batch, not once per image
 
 
-def accumulate(stats: dict[str, float], original: np.ndarray, recon: np.ndarray) -> None:
-    """Add one image's MSE, PSNR and SSIM to ``stats`` (for ``verify_report``)."""
-    a = torch.from_numpy(original).permute(2, 0, 1)[None].float() / 255
-    b = torch.from_numpy(recon).permute(2, 0, 1)[None].float() / 255
-    mse = float(per_image_mse(a, b)[0])
-    stats["n"] += 1
-    stats["mse"] += mse
-    stats["psnr"] += min(psnr(mse), 100.0)
-    stats["ssim"] += float(ssim(a, b)[0])
+def accumulate(stats: MutableMapping[str, float], original: np.ndarray, recon: np.ndarray) -> None:
+    """Add one uint8 image pair to ``stats``, the running sums of a ``metrics.Distortion`` (for ``verify_report``)."""
+    Distortion(stats).add_pixels([original], [recon])
 
 
-def verify_report(stats: dict[str, float]) -> dict[str, float]:
+def verify_report(stats: MutableMapping[str, float]) -> dict[str, float]:
     """Mean MSE, PSNR and SSIM of the images ``accumulate`` saw."""
-    n = stats["n"] or 1
+    d = Distortion(stats).report()
     return {
-        "mse": round(stats["mse"] / n, 6),
-        "psnr_of_mean_mse": round(psnr(stats["mse"] / n), 3),
-        "mean_psnr": round(stats["psnr"] / n, 3),
-        "ssim": round(stats["ssim"] / n, 4),
+        "mse": round(d["mse"], 6),
+        "psnr_of_mean_mse": round(d["psnr"], 3),
+        "mean_psnr": round(d["mean_psnr"], 3),
+        "ssim": round(d["ssim"], 4),
     }
