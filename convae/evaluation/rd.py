@@ -226,7 +226,7 @@ def run_rd(out: Path, fashion: Path | None, photos: Path | None, limit: int | No
            fm_models: list[str] | None = None, photo_models: list[str] | None = None,
            log: Log = lambda _: None) -> dict[str, Any]:
     """Run the whole report; returns the summary (also written to ``out/summary.json``) and draws ``out/rd.png``."""
-    from convae.evaluation.rdplot import plot_rd
+    from convae.evaluation.plots import plot_rd
 
     out.mkdir(parents=True, exist_ok=True)
     reports: list[Report] = []

@@ -25,7 +25,7 @@ from convae import __version__
 from convae.atomic import check_writable, write_bytes
 from convae.data import Dataset, ImageSet
 from convae.errors import Interrupted, TrainingError, UsageError
-from convae.evaluation.figures import pyplot, save_figure
+from convae.evaluation.plots import pyplot, save_figure
 from convae.models.base import Autoencoder
 from convae.training.checkpoint import load_checkpoint, save_checkpoint
 from convae.training.distributed import local_processes, peer_failed

@@ -1,17 +1,37 @@
-"""The RD-curve figure: PSNR (of the mean MSE) against bits per pixel, one panel per data set."""
+"""Matplotlib figures written as PNG files: the RD curves here, and the shared helpers training's loss plot uses."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
-from convae.evaluation.figures import pyplot, save_figure
+from convae.atomic import write_bytes
 
 _STYLE = {"convae": ("-", "o", 2.5), "mosaic": ("--", "s", 1.2), "": ("-", ".", 1.2)}
 
 
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend, imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write ``fig`` to ``path`` as a PNG atomically (no software tag: same figure, same bytes) and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    pyplot().close(fig)
+    write_bytes(path, buf.getvalue())
+
+
 def plot_rd(summary: dict[str, Any], path: Path, max_bpp: float = 4.0) -> None:
-    """One line per lossy codec and panel; lossless PNG is left out (its PSNR is infinite)."""
+    """PSNR of the mean MSE against bits per pixel: one panel per data set, one line per lossy codec (lossless PNG,
+    of infinite PSNR, left out)."""
     plt = pyplot()
     sets = summary["datasets"]
     fig, axes = plt.subplots(1, max(1, len(sets)), figsize=(6 * max(1, len(sets)), 4.5), dpi=100, squeeze=False)
