@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import torch
 from PIL import Image
 
-from convae.metrics import per_image_mse, psnr, ssim
+from convae.images import batched
+from convae.metrics import Distortion
 
 FORMATS = {"jpeg": ("JPEG", {}), "webp": ("WEBP", {"method": 6}), "avif": ("AVIF", {"speed": 6})}
 
@@ -44,25 +44,14 @@ def _json_float(v: float) -> float | None:
 
 def distortion(originals: Sequence[np.ndarray], recons: Sequence[np.ndarray]) -> dict[str, float]:
     """PSNR of the mean MSE, mean per-image PSNR and mean SSIM of uint8 ``(H, W, C)`` image pairs."""
-    mses, ssims = [], []
-    for a, b in _batches(originals, recons):
-        mses += per_image_mse(a, b).tolist()
-        ssims += ssim(a, b).tolist()
-    mse = float(np.mean(mses))
-    return {"psnr": psnr(mse), "mean_psnr": float(np.mean([min(psnr(m), 100.0) for m in mses])),
-            "ssim": float(np.mean(ssims))}
-
-
-def _batches(originals: Sequence[np.ndarray], recons: Sequence[np.ndarray], size: int = 1000):
-    def tensor(items: Sequence[np.ndarray]) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(np.stack(items))).permute(0, 3, 1, 2).float() / 255
-
     if len(originals) != len(recons):
         raise ValueError("originals and reconstructions differ in number")
-    same = len({a.shape for a in originals}) == 1
-    step = size if same else 1
-    for i in range(0, len(originals), step):
-        yield tensor(originals[i : i + step]), tensor(recons[i : i + step])
+    same_size = len({a.shape for a in originals}) == 1
+    d = Distortion()
+    for batch in batched(range(len(originals)), 1000 if same_size else 1):
+        d.add_pixels([originals[i] for i in batch], [recons[i] for i in batch])
+    r = d.report()
+    return {"psnr": r["psnr"], "mean_psnr": r["mean_psnr"], "ssim": r["ssim"]}
 
 
 def _pil(a: np.ndarray) -> Image.Image:

@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from convae.atomic import write_bytes
 from convae.codec.chunks import Chunker
 from convae.codec.inference import pad_to_stride, select_quantizer
 from convae.data import ImageSet, load_dataset
+from convae.entropy.quantize import Quantizer
 from convae.errors import UsageError
-from convae.metrics import bits_per_pixel, per_image_mse, psnr, ssim
+from convae.images import batched, write_png
+from convae.metrics import Distortion, bits_per_pixel
+from convae.models.base import Autoencoder
 from convae.zoo import load_model
-
-
-def _batches(images: ImageSet, batch_size: int):
-    if images.stacked:
-        for start in range(0, len(images), batch_size):
-            yield images.batch(torch.arange(start, min(start + batch_size, len(images))))
-    else:
-        for img in images.images:
-            yield img[None].float() / 255
 
 
 @torch.inference_mode()
@@ -36,80 +30,80 @@ def evaluate(model: str | None, data: str, bits: int | None = None, limit: int |
     loaded = load_model(model)
     net = loaded.model
     q = select_quantizer(net, bits)
-    ds = load_dataset(data, net.in_channels, split="test")
-    images = ds.test if ds.test is not None else ds.train
-    if limit is not None:
-        images = ImageSet(images.images[:limit], images.name)
-    coder = net.entropy_coder(q)
-    sums = {"mse_float": 0.0, "mse": 0.0, "psnr": 0.0, "ssim": 0.0, "bytes": 0, "pixels": 0, "n": 0}
-
-    def code_chunk(chunk: list[np.ndarray]) -> None:
-        sums["bytes"] += len(coder.encode(chunk))
-
-    chunker: Chunker[np.ndarray] = Chunker(code_chunk)  # chunked as the codec does, so the bytes match
-    shown: list[torch.Tensor] = []
+    images = _test_images(data, net.in_channels, limit)
+    tally = _Tally(net, q, grid_count if grid is not None else 0)
     for x in _batches(images, batch_size):
-        h, w = x.shape[-2:]
-        y = net.encode(pad_to_stride(x, net.stride))
-        s = q.to_symbols(y)
-        x_float = net.decode(y)[..., :h, :w]
-        x_q = net.decode(q.from_symbols(s))[..., :h, :w]
-        x_q8 = x_q.mul(255).round().div(255)  # what a decoded PNG holds
-        mse_q = per_image_mse(x, x_q8)
-        sums["mse_float"] += float(per_image_mse(x, x_float).sum())
-        sums["mse"] += float(mse_q.sum())
-        sums["psnr"] += sum(min(psnr(float(m)), 100.0) for m in mse_q)
-        sums["ssim"] += float(ssim(x, x_q8).sum())
-        sym = s.numpy()
-        if coder is not None:
-            for i in range(len(sym)):
-                chunker.add(sums["n"] + i, sym[i].shape, sym[i])
-        else:
-            sums["bytes"] += math.ceil(sym[0].size * math.log2(int(q.levels)) / 8) * len(sym)
-        sums["pixels"] += h * w * len(x)
-        sums["n"] += len(x)
-        if grid is not None and len(shown) < grid_count:
-            shown += [torch.stack([x[i], x_q8[i]]) for i in range(min(len(x), grid_count - len(shown)))]
-    chunker.flush()
-    n = sums["n"]
-    result = {
-        "model": loaded.source,
-        "variant": net.variant,
-        "weights_sha256": loaded.sha256,
-        "data": data,
-        "images": n,
-        "levels": int(q.levels),
-        "coding": "ans" if coder else "raw",
-        "mse_float": sums["mse_float"] / n,
-        "psnr_float": psnr(sums["mse_float"] / n),
-        "mse": sums["mse"] / n,
-        "psnr": psnr(sums["mse"] / n),
-        "mean_psnr": sums["psnr"] / n,
-        "ssim": sums["ssim"] / n,
-        "bytes_per_image": sums["bytes"] / n,
-        "bits_per_pixel": bits_per_pixel(sums["bytes"], sums["pixels"]),
-    }
-    if grid is not None and shown:
-        write_grid(shown, grid)
+        tally.add(x)
+    result = {"model": loaded.source, "variant": net.variant, "weights_sha256": loaded.sha256, "data": data,
+              **tally.report()}
+    if grid is not None and tally.shown:
+        write_grid(tally.shown, grid)
         result["grid"] = str(grid)
     return result
 
 
+def _test_images(data: str, channels: int, limit: int | None) -> ImageSet:
+    """The data set's test split (its only split when it has none), cut to ``limit`` images."""
+    ds = load_dataset(data, channels, split="test")
+    images = ds.test if ds.test is not None else ds.train
+    return images if limit is None else ImageSet(images.images[:limit], images.name)
+
+
+def _batches(images: ImageSet, batch_size: int) -> Iterator[torch.Tensor]:
+    """Float batches of ``images``: up to ``batch_size`` when they share one size, else one image each."""
+    for index in batched(range(len(images)), batch_size if images.stacked else 1):
+        yield images.batch(torch.tensor(index)) if images.stacked else images.images[index[0]][None].float() / 255
+
+
+class _Tally:
+    """Distortion of float and quantised latents and the coded bytes, over batches; keeps ``keep`` image pairs."""
+
+    def __init__(self, net: Autoencoder, q: Quantizer, keep: int) -> None:
+        self.net, self.q, self.keep = net, q, keep
+        self.coder = net.entropy_coder(q)
+        self.chunker: Chunker[np.ndarray] = Chunker(self._code)  # chunked as the codec does, so the bytes match
+        self.float_latents, self.quantised = Distortion(with_ssim=False), Distortion()
+        self.images = self.bytes = self.pixels = 0
+        self.shown: list[torch.Tensor] = []
+
+    def _code(self, chunk: list[np.ndarray]) -> None:
+        self.bytes += len(self.coder.encode(chunk))
+
+    def add(self, x: torch.Tensor) -> None:
+        """Code one batch ``(N, C, H, W)`` and measure its reconstructions."""
+        net, q = self.net, self.q
+        h, w = x.shape[-2:]
+        y = net.encode(pad_to_stride(x, net.stride))
+        s = q.to_symbols(y)
+        self.float_latents.add(x, net.decode(y)[..., :h, :w])
+        x_q8 = net.decode(q.from_symbols(s))[..., :h, :w].mul(255).round().div(255)  # what a decoded PNG holds
+        self.quantised.add(x, x_q8)
+        sym = s.numpy()
+        if self.coder is not None:
+            for i in range(len(sym)):
+                self.chunker.add(self.images + i, sym[i].shape, sym[i])
+        else:
+            self.bytes += math.ceil(sym[0].size * math.log2(int(q.levels)) / 8) * len(sym)
+        self.pixels += h * w * len(x)
+        self.images += len(x)
+        want = min(len(x), self.keep - len(self.shown))
+        self.shown += [torch.stack([x[i], x_q8[i]]) for i in range(want)]
+
+    def report(self) -> dict[str, Any]:
+        """Code what is left, then the images, levels, coding, distortion and rate so far."""
+        self.chunker.flush()
+        f, d, n = self.float_latents.report(), self.quantised.report(), self.images
+        return {"images": n, "levels": int(self.q.levels), "coding": "ans" if self.coder else "raw",
+                "mse_float": f["mse"], "psnr_float": f["psnr"], "mse": d["mse"], "psnr": d["psnr"],
+                "mean_psnr": d["mean_psnr"], "ssim": d["ssim"], "bytes_per_image": self.bytes / n,
+                "bits_per_pixel": bits_per_pixel(self.bytes, self.pixels)}
+
+
 def write_grid(pairs: list[torch.Tensor], path: Path) -> None:
-    """PNG with originals on the top row and reconstructions below (same-size images)."""
-    import io
-
-    from PIL import Image
-
-    from convae.images import restore
-
+    """PNG with originals on the top row and reconstructions below (same-size images), written atomically."""
     size = pairs[0].shape[-2:]
     pairs = [p for p in pairs if p.shape[-2:] == size]
     top = torch.cat([p[0] for p in pairs], dim=-1)
     bottom = torch.cat([p[1] for p in pairs], dim=-1)
     grid = torch.cat([top, bottom], dim=-2).mul(255).round().clamp(0, 255).to(torch.uint8)
-    pixels = np.ascontiguousarray(grid.permute(1, 2, 0).numpy())
-    img: Image.Image = restore(pixels, "L" if pixels.shape[2] == 1 else "RGB", None, False)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    write_bytes(path, buf.getvalue())
+    write_png(path, np.ascontiguousarray(grid.permute(1, 2, 0).numpy()), atomic=True)

@@ -22,19 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from convae import __version__
 from convae.atomic import write_bytes
 from convae.data import load_fashion_mnist
 from convae.evaluation.baselines import Point, distortion, mosaic, pca, per_image
 from convae.evaluation.bjontegaard import bd_psnr, bd_psnr_vs_best, bd_rate
-from convae.images import find_images, read_image
+from convae.images import find_images, read_image, write_png
 
 QUALITIES = {"jpeg": [10, 20, 30, 50, 70, 90], "webp": [0, 10, 25, 50, 75, 90], "avif": [10, 25, 40, 55, 70, 85]}
 QUICK_QUALITIES = {"jpeg": [20, 70], "webp": [10, 75], "avif": [25, 70]}
 PCA_COMPONENTS = [8, 16, 32, 64, 128]
-TARGET_RANGE = (0.5, 2.0)  # bits per pixel where the issue's BD-PSNR target is measured
+TARGET_RANGE = (0.5, 2.0)  # bits per pixel of the BD-PSNR against the best of the WebP and AVIF mosaics
 Log = Callable[[str], None]
 
 
@@ -98,6 +97,15 @@ def convae_family(report: Report, name: str, models: list[str], folder: Path, wo
                    lambda: [codec_point(m, folder, report.images, work) for m in models])
 
 
+def convae_families(report: Report, families: dict[str, list[str]], work: Path) -> None:
+    """Each family with models through :func:`convae_family`, on the report's images written as PNGs under ``work``."""
+    if any(families.values()):
+        _write_pngs(report.images, work / "images")
+    for name, models in families.items():
+        if models:
+            convae_family(report, name, models, work / "images", work)
+
+
 def codec_point(model: str, folder: Path, originals: list[np.ndarray], work: Path) -> Point:
     """One convae model's point: real bytes on disk, distortion of the decoded PNGs, seconds per image."""
     from convae.codec.api import compress, decompress
@@ -119,11 +127,12 @@ def codec_point(model: str, folder: Path, originals: list[np.ndarray], work: Pat
 
 
 def _write_pngs(images: list[np.ndarray], folder: Path) -> None:
+    """``images`` as ``0.png``, ``1.png``, ... (zero-padded) in ``folder``, emptied first."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     width = len(str(len(images) - 1))
     for i, a in enumerate(images):
-        Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).save(folder / f"{i:0{width}d}.png")
+        write_png(folder / f"{i:0{width}d}.png", a)
 
 
 def shipped(pattern: str) -> list[str]:
@@ -146,12 +155,7 @@ def run_fashion(fashion: Path, out: Path, limit: int | None, quick: bool, famili
     ks = PCA_COMPONENTS[1::2] if quick else PCA_COMPONENTS
     report.measure("pca", "PCA fitted on the training set, k coefficients at 8 bits (basis in the decoder)",
                    {"components": ks}, lambda: pca(train, test, ks))
-    work = out / "work" / "fashion-mnist"
-    if any(families.values()):
-        _write_pngs(images, work / "images")
-    for name, models in families.items():
-        if models:
-            convae_family(report, name, models, work / "images", work)
+    convae_families(report, families, out / "work" / "fashion-mnist")
     return report
 
 
@@ -167,12 +171,7 @@ def run_photos(photos: Path, out: Path, limit: int | None, quick: bool, families
         for codec, qs in (QUICK_QUALITIES if quick else QUALITIES).items():
             report.measure(codec, f"Pillow {codec.upper()}, one file per image", {"qualities": qs},
                            lambda c=codec, qs=qs, im=images: [per_image(im, c, q) for q in qs])
-        work = out / "work" / f"photos-{tag}"
-        if any(families.values()):
-            _write_pngs(images, work / "images")
-        for name, models in families.items():
-            if models:
-                convae_family(report, name, models, work / "images", work)
+        convae_families(report, families, out / "work" / f"photos-{tag}")
         reports.append(report)
     return reports
 
