@@ -12,7 +12,7 @@ import numpy as np
 from convae.cli.app import app
 from PIL import Image
 
-from convae.codec.format import manifest_checksum
+from convae.codec.manifest import manifest_checksum
 from tests.conftest import make_images
 
 

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from convae.codec.format import manifest_checksum
+from convae.codec.manifest import manifest_checksum
 from convae.errors import ConvaeError
 from tests.codec_util import gray, mode_images, save
 from tests.conftest import make_images, write_pngs

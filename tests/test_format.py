@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convae.codec.format import open_codes
-from convae.codec.pathruns import compact_paths, expand_paths
+from convae.codec.manifest import compact_paths, expand_paths
 from convae.entropy.factorized import EntropyCoder
 from convae.errors import FormatError
 from convae.images import output_names

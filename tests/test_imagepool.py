@@ -19,8 +19,8 @@ from PIL import Image
 
 import convae.codec.imagepool as imagepool
 from convae.codec.api import compress, decompress
-from convae.codec.format import ImageEntry
 from convae.codec.imagepool import ImagePool, written_bytes
+from convae.codec.manifest import ImageEntry
 from convae.errors import ConvaeError, DataError
 from convae.images import read_image, to_channels
 from tests.codec_util import convae_script, mode_images, snapshot

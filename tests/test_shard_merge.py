@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from convae.codec.api import shard_slice
-from convae.codec.format import CHUNK
+from convae.codec.manifest import CHUNK
 from tests.codec_util import convae_script, gray, invoke, mode_images, ok, one_line_error, save, snapshot
 from tests.conftest import make_images, write_pngs
 

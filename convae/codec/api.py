@@ -30,8 +30,9 @@ import numpy as np
 from convae._imports import torch_loading
 from convae.atomic import publish, staged_folder
 from convae.codec.chunks import Chunker, Latent, chunk_payload
-from convae.codec.format import CHUNK, CodeWriter, ImageEntry, manifest_path, open_codes, symbol_dtype
+from convae.codec.format import CodeWriter, manifest_path, open_codes, symbol_dtype
 from convae.codec.imagepool import ImagePool, written_bytes
+from convae.codec.manifest import CHUNK, ImageEntry, ShardInfo
 from convae.errors import DataError, FormatError, OutputError, UsageError
 from convae.images import Decoded, find_images, output_names, to_channels
 
@@ -182,9 +183,7 @@ def compress(
         if not writer.entries:
             raise DataError(f"no image could be read ({len(summary.skipped)} skipped, the first: "
                             f"{summary.skipped[0]['error']}); nothing was written")
-        header = mi.model_header(loaded, q, "ans" if coder else "raw")
-        if header_shard:
-            header["shard"] = header_shard
+        header = mi.model_header(loaded, q, "ans" if coder else "raw", header_shard)
         shape = (len(writer.entries), *latent_shapes.pop()) if not coder and len(latent_shapes) == 1 else None
         writer.commit(header, dtype, shape)
     finally:
@@ -195,21 +194,21 @@ def compress(
     summary.extra = {"codes": str(out), "manifest": str(manifest_path(out)), "model": loaded.source,
                      "coding": "ans" if coder else "raw", "levels": int(q.levels)}
     if header_shard:
-        summary.extra["shard"] = f"{shard[0]}/{shard[1]}"
+        summary.extra["shard"] = f"{header_shard.index}/{header_shard.count}"
     if verify:
         summary.extra["verify"] = mi.verify_report(stats)
     return summary
 
 
 def _job_inputs(inputs: list[Path], shard: tuple[int, int] | None
-                ) -> tuple[list[Path], list[str], int, dict[str, Any] | None]:
+                ) -> tuple[list[Path], list[str], int, ShardInfo | None]:
     """The files to code, their manifest paths, the first one's index in the job, and the shard header."""
     root, files = find_images(inputs)
     rels = [p.relative_to(root).as_posix() for p in files]
     if not shard:
         return files, rels, 0, None
     part = shard_slice(len(files), shard)
-    header = {"index": shard[0], "count": shard[1], "total_images": len(files), "job": job_id(rels)}
+    header = ShardInfo(shard[0], shard[1], len(files), job_id(rels))
     if part.start >= part.stop:
         raise UsageError(f"--shard {shard[0]}/{shard[1]}: this shard is empty (the job has only "
                          f"{len(files)} images); use at most that many shards")
@@ -273,20 +272,21 @@ def decompress(
         raise UsageError(f"--batch-size {batch_size}: must be at least 1")
     start = time.perf_counter()
     cf = open_codes(src)
-    names = output_names([e.path for e in cf.entries])
+    entries, header = cf.manifest.entries, cf.manifest.header
+    names = output_names([e.path for e in entries])
     _check_targets(out_dir, names, force)
     summary = Summary(input_bytes=src.stat().st_size + manifest_path(src).stat().st_size)
-    pixels = sum(e.width * e.height for e in cf.entries) / max(1, len(cf.entries))
+    pixels = sum(e.width * e.height for e in entries) / max(1, len(entries))
     # the pool inside the staging folder: its writes stop before the folder is cleaned up on a failure
     with staged_folder(out_dir) as stage, ImagePool(3 * pixels) as pool:  # forks its workers before PyTorch loads
         with torch_loading():  # after the fork: see the module docstring
             from convae.codec import inference as mi
 
-        loaded = mi.decoder_model(cf.manifest, model)
+        loaded = mi.decoder_model(header.model, model)
         net = mi.on_device(loaded, device)
-        q = mi.manifest_quantizer(net, cf.manifest).to(device)
-        coder = net.entropy_coder(q) if cf.manifest["coding"] == "ans" else None
-        if cf.manifest["coding"] == "ans" and coder is None:
+        q = mi.manifest_quantizer(net, header.quantizer).to(device)
+        coder = net.entropy_coder(q) if header.coding == "ans" else None
+        if header.coding == "ans" and coder is None:
             raise FormatError("codes are entropy coded but the model has no table for their quantiser")
         for parent in sorted({(stage / n).parent for n in names}):
             parent.mkdir(parents=True, exist_ok=True)
@@ -303,7 +303,7 @@ def decompress(
                     progress(len(batch), len(names))
         summary.output_bytes += written_bytes(writing)
         publish(stage, out_dir, names)
-    summary.images = len(cf.entries)
+    summary.images = len(entries)
     summary.seconds = time.perf_counter() - start
     summary.extra = {"out_dir": str(out_dir), "model": loaded.source}
     return summary

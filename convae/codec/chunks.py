@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 import numpy as np
 
-from convae.codec.format import CHUNK, MAX_CHUNK_SYMBOLS, ImageEntry
-from convae.entropy.factorized import EntropyCoder
+from convae.codec.manifest import CHUNK, MAX_CHUNK_SYMBOLS, ImageEntry
+from convae.entropy.coder import ChunkCoder
 from convae.errors import FormatError
 
 T = TypeVar("T")
@@ -52,15 +52,15 @@ class Chunker(Generic[T]):
             self.emit(items)
 
 
-def chunk_payload(latents: list[Latent], coder: EntropyCoder | None, dtype: np.dtype) -> bytes:
+def chunk_payload(latents: list[Latent], coder: ChunkCoder | None, dtype: np.dtype) -> bytes:
     """A chunk's bytes: entropy-coded (or raw ``dtype``) symbols, then the alpha bytes."""
     symbols = [s for _, s, _ in latents]
     body = coder.encode(symbols) if coder else np.stack(symbols).astype(dtype).tobytes()
     return body + b"".join(a for _, _, a in latents)
 
 
-def read_chunk(entries: list[ImageEntry], data: bytes, latent_shape: Callable[[int, int], tuple[int, int, int]],
-               coder: EntropyCoder | None, dtype: np.dtype, levels: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+def read_chunk(entries: Sequence[ImageEntry], data: bytes, latent_shape: Callable[[int, int], tuple[int, int, int]],
+               coder: ChunkCoder | None, dtype: np.dtype, levels: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """Symbols and alpha (or None) of each image of a chunk; refuses inconsistent or corrupt payloads."""
     where = f"chunk at {entries[0].path}"
     shapes = {latent_shape(e.height, e.width) for e in entries}

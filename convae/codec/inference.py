@@ -10,15 +10,15 @@ import contextlib
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from convae.codec.chunks import read_chunk
-from convae.codec.format import CodeFile, ImageEntry
-from convae.entropy.factorized import EntropyCoder
+from convae.codec.format import CodeFile
+from convae.codec.manifest import Header, ImageEntry, ModelRef, QuantizerSpec, ShardInfo
+from convae.entropy.coder import ChunkCoder
 from convae.entropy.quantize import INTEGER, Quantizer
 from convae.errors import ConvaeError, FormatError, UsageError, WeightsError
 from convae.images import Decoded
@@ -84,28 +84,20 @@ def select_quantizer(model: Autoencoder, bits: int | None) -> Quantizer:
     return q
 
 
-def model_header(loaded: LoadedModel, q: Quantizer, coding: str) -> dict[str, Any]:
-    """The manifest fields that name the model, quantiser and coding."""
+def model_header(loaded: LoadedModel, q: Quantizer, coding: str, shard: ShardInfo | None = None) -> Header:
+    """The manifest header naming the model, quantiser, coding and shard."""
     model = loaded.model
-    return {
-        "model": {"variant": model.variant, "source": loaded.source, "sha256": loaded.sha256},
-        "quantizer": {
-            "mode": "integer" if int(q.mode) == INTEGER else "uniform",
-            "levels": int(q.levels),
-            "lo": [float(v) for v in q.lo.tolist()],
-            "hi": [float(v) for v in q.hi.tolist()],
-        },
-        "coding": coding,
-    }
+    spec = QuantizerSpec("integer" if int(q.mode) == INTEGER else "uniform", int(q.levels),
+                         tuple(float(v) for v in q.lo.tolist()), tuple(float(v) for v in q.hi.tolist()))
+    return Header(ModelRef(model.variant, loaded.source, loaded.sha256), spec, coding, shard)
 
 
-def decoder_model(manifest: dict[str, Any], model: str | None) -> LoadedModel:
+def decoder_model(want: ModelRef, model: str | None) -> LoadedModel:
     """The model that made a code file (``model`` or the one its manifest names), refused unless its sha256 matches."""
-    want = manifest["model"]
-    made_with = f"these codes were made with {want.get('source') or want['variant']}"
+    made_with = f"these codes were made with {want.source or want.variant}"
     if model is None:
         try:
-            model = get_spec(want["variant"]).name
+            model = get_spec(want.variant).name
         except UnknownModelError as exc:
             raise FormatError(f"{made_with}, a variant this installation lacks ({exc})") from exc
         try:
@@ -114,8 +106,8 @@ def decoder_model(manifest: dict[str, Any], model: str | None) -> LoadedModel:
             raise WeightsError(f"{exc}; {made_with}: pass --model with those weights") from exc
     else:
         loaded = load_model(model)
-    if loaded.sha256 != want["sha256"]:
-        retired = retired_weights(want["sha256"])
+    if loaded.sha256 != want.sha256:
+        retired = retired_weights(want.sha256)
         if retired:
             raise FormatError(
                 f"{made_with} as shipped in convae {retired['shipped_in']}, whose {retired['variant']} weights "
@@ -123,15 +115,15 @@ def decoder_model(manifest: dict[str, Any], model: str | None) -> LoadedModel:
                 f"with its {retired['variant']}.safetensors"
             )
         raise FormatError(
-            f"{made_with} (weights sha256 {want['sha256'][:12]}…); {loaded.source} has sha256 "
+            f"{made_with} (weights sha256 {want.sha256[:12]}…); {loaded.source} has sha256 "
             f"{loaded.sha256[:12]}… — pass --model with the weights that made them"
         )
     return loaded
 
 
-def manifest_quantizer(net: Autoencoder, manifest: dict[str, Any]) -> Quantizer:
+def manifest_quantizer(net: Autoencoder, spec: QuantizerSpec) -> Quantizer:
     """The quantiser a code file was made with: the model's own, or its ``--bits`` variant."""
-    levels = manifest["quantizer"]["levels"]
+    levels = spec.levels
     q = net.quantizer
     if levels != int(q.levels):
         bits = levels.bit_length() - 1
@@ -141,10 +133,10 @@ def manifest_quantizer(net: Autoencoder, manifest: dict[str, Any]) -> Quantizer:
     return q
 
 
-def latents(cf: CodeFile, net: Autoencoder, coder: EntropyCoder | None,
-             levels: int) -> Iterator[tuple[ImageEntry, np.ndarray, np.ndarray | None]]:
+def latents(cf: CodeFile, net: Autoencoder, coder: ChunkCoder | None,
+            levels: int) -> Iterator[tuple[ImageEntry, np.ndarray, np.ndarray | None]]:
     """``(entry, symbols, alpha or None)`` per image, decoding one chunk at a time."""
-    dtype = np.dtype(cf.manifest["codes"]["dtype"])
+    dtype = np.dtype(cf.manifest.codes.dtype)
     for entries, data in cf.chunk_payloads():
         decoded = read_chunk(entries, data, net.latent_shape, coder, dtype, levels)
         yield from ((e, sym, alpha) for e, (sym, alpha) in zip(entries, decoded, strict=True))

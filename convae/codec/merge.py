@@ -6,24 +6,25 @@ a whole one) the result is byte for byte the file one process would have written
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from convae.codec.format import CodeFile, CodeWriter, open_codes
+from convae.codec.manifest import ShardInfo
 from convae.errors import FormatError
-
-_SAME = ("model", "quantizer", "coding")
 
 
 def merge(shards: list[Path], out: Path, force: bool = False) -> dict[str, Any]:
     """Check the shards belong to one job (same inputs, model, quantiser, coding; all N present) and join them."""
     ordered = _ordered_shards([open_codes(p) for p in shards])
     first = ordered[0].manifest
-    total = sum(len(cf.entries) for cf in ordered)
-    if total != first["shard"]["total_images"]:
-        raise FormatError(f"shards hold {total} images, the job had {first['shard']['total_images']} "
+    total = sum(len(cf.manifest.entries) for cf in ordered)
+    job_total = _shard(ordered[0]).total_images
+    if total != job_total:
+        raise FormatError(f"shards hold {total} images, the job had {job_total} "
                           "(made with --on-error skip?); merge needs every image")
     shapes = {tuple(cf.codes.shape[1:]) for cf in ordered if cf.codes.ndim == 4}
     shape = (total, *shapes.pop()) if len(shapes) == 1 and all(cf.codes.ndim == 4 for cf in ordered) else None
@@ -32,10 +33,17 @@ def merge(shards: list[Path], out: Path, force: bool = False) -> dict[str, Any]:
         for cf in ordered:
             for entries, payload in cf.chunk_payloads():
                 writer.add(entries, payload)
-        doc = writer.commit({k: first[k] for k in _SAME}, np.dtype(first["codes"]["dtype"]), shape)
+        merged = writer.commit(replace(first.header, shard=None), np.dtype(first.codes.dtype), shape)
     finally:
         writer.close()
-    return {"shards": len(ordered), "images": total, "codes": str(out), "codes_sha256": doc["codes"]["sha256"]}
+    return {"shards": len(ordered), "images": total, "codes": str(out), "codes_sha256": merged.codes.sha256}
+
+
+def _shard(cf: CodeFile) -> ShardInfo:
+    """The shard header of a code file; refuses one made without ``--shard``."""
+    if cf.manifest.header.shard is None:
+        raise FormatError(f"{cf.path}: not a shard (made without --shard)")
+    return cf.manifest.header.shard
 
 
 def _ordered_shards(files: list[CodeFile]) -> list[CodeFile]:
@@ -43,21 +51,20 @@ def _ordered_shards(files: list[CodeFile]) -> list[CodeFile]:
     by_index: dict[int, CodeFile] = {}
     first = files[0]
     for cf in files:
-        info = cf.manifest.get("shard")
-        if info is None:
-            raise FormatError(f"{cf.path}: not a shard (made without --shard)")
-        if info["index"] in by_index:
-            raise FormatError(f"{cf.path}: shard {info['index']} given twice")
-        mine = first.manifest["shard"]
-        if info["job"] != mine["job"] or info["count"] != mine["count"]:
+        info = _shard(cf)
+        if info.index in by_index:
+            raise FormatError(f"{cf.path}: shard {info.index} given twice")
+        mine = _shard(first)
+        if info.job != mine.job or info.count != mine.count:
             raise FormatError(f"{cf.path}: a shard of another job (other inputs or shard count) than {first.path}")
-        if any(cf.manifest[k] != first.manifest[k] for k in _SAME):
+        if replace(cf.manifest.header, shard=None) != replace(first.manifest.header, shard=None):
             raise FormatError(f"{cf.path}: made with another model, quantiser or coding than {first.path}")
-        if cf.manifest["codes"]["dtype"] != first.manifest["codes"]["dtype"]:
+        if cf.manifest.codes.dtype != first.manifest.codes.dtype:
             raise FormatError(f"{cf.path}: code dtype differs from {first.path}")
-        by_index[info["index"]] = cf
-    count = first.manifest["shard"]["count"]
+        by_index[info.index] = cf
+    count = _shard(first).count
     missing = sorted(set(range(1, count + 1)) - set(by_index))
     if missing:
         raise FormatError(f"shards {missing} of {count} are missing")
     return [by_index[i] for i in range(1, count + 1)]
+
