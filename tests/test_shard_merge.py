@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from convae.codec.api import shard_slice
 from convae.codec.manifest import CHUNK
+from convae.codec.shards import shard_slice
 from tests.codec_util import convae_script, gray, invoke, mode_images, ok, one_line_error, save, snapshot
 from tests.conftest import make_images, write_pngs
 

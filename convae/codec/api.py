@@ -14,7 +14,6 @@ each) grow with the number of images.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import stat
 import time
@@ -32,13 +31,15 @@ from convae.atomic import publish, staged_folder
 from convae.codec.chunks import Chunker, Latent, chunk_payload
 from convae.codec.format import CodeWriter, manifest_path, open_codes, symbol_dtype
 from convae.codec.imagepool import ImagePool, written_bytes
-from convae.codec.manifest import CHUNK, ImageEntry, ShardInfo
+from convae.codec.manifest import ImageEntry, ShardInfo
+from convae.codec.shards import job_inputs, parse_shard
 from convae.errors import DataError, FormatError, OutputError, UsageError
-from convae.images import Decoded, find_images, output_names, to_channels
+from convae.images import Decoded, output_names, to_channels
 
 Progress = Callable[[int, int], None]  # (images just done, images in the run)
 T = TypeVar("T")
 MAX_BATCH_PIXELS = 1 << 22  # pixels per forward pass: bounds activation memory for large images
+__all__ = ["Summary", "compress", "decompress", "parse_shard"]  # parse_shard: for the CLI
 
 
 @dataclass
@@ -68,28 +69,6 @@ class Summary:
         }
 
 
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"K/N"`` -> ``(K, N)`` with ``1 <= K <= N``."""
-    if text is None:
-        return None
-    try:
-        k, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard {text!r}: expected K/N, e.g. 2/4") from None
-    if not 1 <= k <= n:
-        raise UsageError(f"--shard {text!r}: need 1 <= K <= N")
-    return k, n
-
-
-def shard_slice(count: int, shard: tuple[int, int]) -> slice:
-    """The K-th of N contiguous, disjoint slices of ``count`` items, cut at multiples of ``CHUNK`` if each gets one."""
-    k, n = shard
-    if count < CHUNK * n:
-        return slice((k - 1) * count // n, k * count // n)
-    blocks = -(-count // CHUNK)
-    return slice((k - 1) * blocks // n * CHUNK, min(count, k * blocks // n * CHUNK))
-
-
 def _batches(items: Iterable[T], max_count: int, pixels: Callable[[T], int]) -> Iterator[list[T]]:
     """Consecutive batches of at most ``max_count`` items and about ``MAX_BATCH_PIXELS`` pixels."""
     batch: list[T] = []
@@ -112,14 +91,6 @@ def _typical_file_size(files: list[Path], sample: int = 64) -> float:
         with contextlib.suppress(OSError):  # an unreadable file is reported when it is read
             sizes.append(path.stat().st_size)
     return sum(sizes) / max(1, len(sizes))
-
-
-def job_id(rels: list[str]) -> str:
-    """sha256 of a job's full, sorted input list: shards of one job share it, and ``merge`` checks it."""
-    h = hashlib.sha256()
-    for r in rels:
-        h.update(r.encode("utf-8", "surrogateescape") + b"\n")
-    return h.hexdigest()
 
 
 def compress(
@@ -146,73 +117,89 @@ def compress(
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: must be at least 1")
     start = time.perf_counter()
-    files, rels, first, header_shard = _job_inputs(inputs, shard)
-    summary = Summary()
-    stats: dict[str, float] = defaultdict(float)
-    latent_shapes = set()
+    files, rels, first, shard_info = job_inputs(inputs, shard)
     writer = CodeWriter(out, force)
     try:
         with ImagePool(_typical_file_size(files)) as pool:
             reads = pool.read(files)  # starts reading now: PyTorch loads below while the first files decode
-            with torch_loading():  # deliberately late: see the module docstring
-                from convae.codec import inference as mi
-                from convae.zoo import load_model, with_quality
-
-            loaded = load_model(model if quality is None else with_quality(model, quality))
-            net = mi.on_device(loaded, device)
-            q = mi.select_quantizer(net, bits).to(device)
-            coder = None if raw else net.entropy_coder(q)
-            dtype = np.dtype(np.uint8) if coder else symbol_dtype(int(q.levels))
-            chunker: Chunker[Latent] = Chunker(
-                lambda chunk: writer.add([e for e, _, _ in chunk], chunk_payload(chunk, coder, dtype)))
-            no_alpha = None if coder else "--raw" if raw else "--bits"  # the option that loses transparency
+            run = _Encoding(writer, device, verify, shard_info)
+            run.load(model, quality, bits, raw)
             items = zip(range(first, first + len(files)), files, rels, reads, strict=True)
-            with mi.model_threads(device, pool.small_images) as all_cores:
-                for batch in _batches(items, batch_size, _read_pixels):
-                    if not pool.reading():  # every file read (10,000 28x28 ones are, during PyTorch's import)
-                        all_cores()
-                    good = _readable(batch, net.in_channels, no_alpha, on_error == "stop", summary.skipped)
-                    symbols, recon = mi.encode_batch(net, q, [d for _, _, d, _ in good], device, verify)
-                    latent_shapes.update(_queue_codes(chunker, good, symbols, summary))
-                    if verify:
-                        for (_, _, d, _), rec in zip(good, recon, strict=True):
-                            mi.accumulate(stats, d.pixels, rec)
-                    if progress:
-                        progress(len(batch), len(files))
-        chunker.flush()
-        if not writer.entries:
-            raise DataError(f"no image could be read ({len(summary.skipped)} skipped, the first: "
-                            f"{summary.skipped[0]['error']}); nothing was written")
-        header = mi.model_header(loaded, q, "ans" if coder else "raw", header_shard)
-        shape = (len(writer.entries), *latent_shapes.pop()) if not coder and len(latent_shapes) == 1 else None
-        writer.commit(header, dtype, shape)
+            run.encode(pool, items, len(files), batch_size, on_error == "stop", progress)
+        run.commit()
     finally:
         writer.close()
-    summary.images = len(writer.entries)
-    summary.output_bytes = out.stat().st_size + manifest_path(out).stat().st_size
-    summary.seconds = time.perf_counter() - start
-    summary.extra = {"codes": str(out), "manifest": str(manifest_path(out)), "model": loaded.source,
-                     "coding": "ans" if coder else "raw", "levels": int(q.levels)}
-    if header_shard:
-        summary.extra["shard"] = f"{header_shard.index}/{header_shard.count}"
-    if verify:
-        summary.extra["verify"] = mi.verify_report(stats)
-    return summary
+    return run.finish(out, time.perf_counter() - start)
 
 
-def _job_inputs(inputs: list[Path], shard: tuple[int, int] | None
-                ) -> tuple[list[Path], list[str], int, ShardInfo | None]:
-    """The files to code, their manifest paths, the first one's index in the job, and the shard header."""
-    root, files = find_images(inputs)
-    rels = [p.relative_to(root).as_posix() for p in files]
-    if not shard:
-        return files, rels, 0, None
-    part = shard_slice(len(files), shard)
-    header = ShardInfo(shard[0], shard[1], len(files), job_id(rels))
-    if part.start >= part.stop:
-        raise UsageError(f"--shard {shard[0]}/{shard[1]}: this shard is empty (the job has only "
-                         f"{len(files)} images); use at most that many shards")
-    return files[part], rels[part], part.start, header
+class _Encoding:
+    """One compress run past its inputs: the model, quantiser and coder, and the images coded so far."""
+
+    def __init__(self, writer: CodeWriter, device: str, verify: bool, shard: ShardInfo | None) -> None:
+        self.writer, self.device, self.verify, self.shard = writer, device, verify, shard
+        self.summary = Summary()
+        self.stats: dict[str, float] = defaultdict(float)  # verify's running sums
+        self.latent_shapes: set[tuple[int, ...]] = set()
+
+    def load(self, model: str | None, quality: int | None, bits: int | None, raw: bool) -> None:
+        """Import PyTorch, then load the model, its quantiser and its coder."""
+        with torch_loading():  # deliberately late: see the module docstring
+            from convae.codec import inference as mi
+            from convae.zoo import load_model, with_quality
+
+        self.mi = mi
+        self.loaded = load_model(model if quality is None else with_quality(model, quality))
+        self.net = mi.on_device(self.loaded, self.device)
+        self.q = mi.select_quantizer(self.net, bits).to(self.device)
+        self.coder = None if raw else self.net.entropy_coder(self.q)
+        self.coding = "ans" if self.coder else "raw"
+        self.dtype = np.dtype(np.uint8) if self.coder else symbol_dtype(int(self.q.levels))
+        self.no_alpha = None if self.coder else "--raw" if raw else "--bits"  # the option that loses transparency
+        self.chunker: Chunker[Latent] = Chunker(
+            lambda chunk: self.writer.add([e for e, _, _ in chunk], chunk_payload(chunk, self.coder, self.dtype)))
+
+    def encode(self, pool: ImagePool, items: Iterable[tuple], total: int, batch_size: int, stop: bool,
+               progress: Progress | None) -> None:
+        """Code ``(index, path, rel, read)`` items in batches; each chunk goes to the writer once complete."""
+        mi = self.mi
+        with mi.model_threads(self.device, pool.small_images) as all_cores:
+            for batch in _batches(items, batch_size, _read_pixels):
+                if not pool.reading():  # every file read: the workers need no cores of their own
+                    all_cores()
+                good = _readable(batch, self.net.in_channels, self.no_alpha, stop, self.summary.skipped)
+                symbols, recon = mi.encode_batch(self.net, self.q, [d for _, _, d, _ in good], self.device,
+                                                 self.verify)
+                self.latent_shapes.update(_queue_codes(self.chunker, good, symbols, self.summary))
+                if self.verify:
+                    for (_, _, d, _), rec in zip(good, recon, strict=True):
+                        mi.accumulate(self.stats, d.pixels, rec)
+                if progress:
+                    progress(len(batch), total)
+
+    def commit(self) -> None:
+        """Code the last chunk and write the code file (none without images)."""
+        self.chunker.flush()
+        entries, shapes = self.writer.entries, self.latent_shapes
+        if not entries:
+            skipped = self.summary.skipped
+            raise DataError(f"no image could be read ({len(skipped)} skipped, the first: "
+                            f"{skipped[0]['error']}); nothing was written")
+        shape = (len(entries), *shapes.pop()) if not self.coder and len(shapes) == 1 else None
+        self.writer.commit(self.mi.model_header(self.loaded, self.q, self.coding, self.shard), self.dtype, shape)
+
+    def finish(self, out: Path, seconds: float) -> Summary:
+        """The run's summary, once ``commit`` wrote ``out``."""
+        summary = self.summary
+        summary.images = len(self.writer.entries)
+        summary.output_bytes = out.stat().st_size + manifest_path(out).stat().st_size
+        summary.seconds = seconds
+        summary.extra = {"codes": str(out), "manifest": str(manifest_path(out)), "model": self.loaded.source,
+                         "coding": self.coding, "levels": int(self.q.levels)}
+        if self.shard:
+            summary.extra["shard"] = f"{self.shard.index}/{self.shard.count}"
+        if self.verify:
+            summary.extra["verify"] = self.mi.verify_report(self.stats)
+        return summary
 
 
 def _readable(batch: list[tuple], channels: int, no_alpha: str | None, stop: bool,
