@@ -1,4 +1,4 @@
-"""Every bad input of the codec issue: one-line error naming the file, exit != 0, no partial output, no damage."""
+"""Every bad input to the codec: a one-line error naming the file, exit != 0, no partial output, no damage."""
 
 from __future__ import annotations
 

@@ -1,14 +1,10 @@
 """compress / decompress: image files <-> a code file, streamed in batches with bounded memory.
 
-Image files are read and written by worker processes (imagepool.py) that start before
-PyTorch loads: this module imports the model side (inference.py, PyTorch) only once they run.
-
-Memory stays bounded whatever the number of images: inputs are read at most ``READ_AHEAD_BYTES``
-(32 MiB) ahead of the encoder, a batch holds at most ``batch_size`` images and
-``MAX_BATCH_PIXELS`` pixels, the chunk being coded at most ``CHUNK`` images' symbols (see
-chunks.py), codes go straight to a temporary file, and decompress reads the codes through a
-memory map, one chunk at a time. Only the per-image manifest entries (a path and a few integers
-each) grow with the number of images.
+The image workers (imagepool.py) start before this module imports the model side (inference.py,
+PyTorch), so reading overlaps that import. Memory is bounded by the read-ahead
+(``READ_AHEAD_BYTES``), batches of ``batch_size`` images and ``MAX_BATCH_PIXELS`` pixels, one chunk
+of symbols at a time (chunks.py), codes streamed to a temporary file and read back through a memory
+map; only the per-image manifest entries grow with the number of images.
 """
 
 from __future__ import annotations

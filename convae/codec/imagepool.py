@@ -1,11 +1,8 @@
 """Workers that read and write image files while the model runs: processes where they can be, else threads.
 
-Reading or writing a small PNG is mostly per-file Python that holds the GIL, so threads cannot
-overlap it with the model's work; processes can. The pool forks when PyTorch is not loaded yet
-(the codec commands create it before importing PyTorch): the fork is then cheap and inherits no
-PyTorch threads, and the first reads run while PyTorch's own 1-1.5 s import does. Off Linux, where
-PyTorch is already loaded (a library caller) or another thread runs, in a daemonic process, or when
-no process can be started, it uses threads.
+Per-file PNG work is Python that holds the GIL, so only processes overlap it with the model's. The
+codec commands fork them before PyTorch loads (a cheap fork, no PyTorch threads inherited), so the
+first reads run during PyTorch's import; where forking is not safe (``forking_is_safe``), threads.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from convae.zoo import LoadedModel, load_model, retired_weights
 
 
 def on_device(loaded: LoadedModel, device: str) -> Autoencoder:
-    """The loaded model on ``device``, channels-last (3x faster convolutions on the CPU)."""
+    """The loaded model on ``device``, channels-last (faster convolutions on the CPU)."""
     return loaded.model.to(device, memory_format=torch.channels_last)
 
 
@@ -48,12 +48,9 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 @contextlib.contextmanager
 def model_threads(device: str, small_images: bool) -> Iterator[Callable[[], None]]:
     """On the CPU, for small images (``ImagePool.small_images``), give the model half the cores and
-    leave the rest to the image workers; large images leave it all of them. Yields a function that
-    gives the model every core again, for when the workers have nothing left to do.
-
-    Measured on 2 cores: with small images torch's spinning intra-op threads otherwise fight the PNG
-    readers and writers, and 10,000 of them cost 1.7x the CPU time; with large ones the model's
-    work dwarfs the files' and one thread made decompress 1.6x slower (see docs/PERFORMANCE.md).
+    leave the rest to the image workers, whose per-file work is then a large share; large images
+    leave it all of them (docs/PERFORMANCE.md). Yields a function that gives the model every core
+    again, for when the workers have nothing left to do.
     """
     before = torch.get_num_threads()
     want = min(before, max(1, (os.cpu_count() or 1) // 2)) if small_images else before
