@@ -15,10 +15,10 @@ import stat
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -30,10 +30,9 @@ from convae.codec.imagepool import ImagePool, written_bytes
 from convae.codec.manifest import ImageEntry, ShardInfo
 from convae.codec.shards import job_inputs, parse_shard
 from convae.errors import DataError, FormatError, OutputError, UsageError
-from convae.images import Decoded, output_names, to_channels
+from convae.images import Decoded, batched, output_names, to_channels
 
 Progress = Callable[[int, int], None]  # (images just done, images in the run)
-T = TypeVar("T")
 MAX_BATCH_PIXELS = 1 << 22  # pixels per forward pass: bounds activation memory for large images
 __all__ = ["Summary", "compress", "decompress", "parse_shard"]  # parse_shard: for the CLI
 
@@ -63,20 +62,6 @@ class Summary:
             "skipped": self.skipped,
             **self.extra,
         }
-
-
-def _batches(items: Iterable[T], max_count: int, pixels: Callable[[T], int]) -> Iterator[list[T]]:
-    """Consecutive batches of at most ``max_count`` items and about ``MAX_BATCH_PIXELS`` pixels."""
-    batch: list[T] = []
-    total = 0
-    for item in items:
-        batch.append(item)
-        total += pixels(item)
-        if len(batch) >= max_count or total >= MAX_BATCH_PIXELS:
-            yield batch
-            batch, total = [], 0
-    if batch:
-        yield batch
 
 
 def _typical_file_size(files: list[Path], sample: int = 64) -> float:
@@ -159,7 +144,7 @@ class _Encoding:
         """Code ``(index, path, rel, read)`` items in batches; each chunk goes to the writer once complete."""
         mi = self.mi
         with mi.model_threads(self.device, pool.small_images) as all_cores:
-            for batch in _batches(items, batch_size, _read_pixels):
+            for batch in batched(items, batch_size, _read_pixels, MAX_BATCH_PIXELS):
                 if not pool.reading():  # every file read: the workers need no cores of their own
                     all_cores()
                 good = _readable(batch, self.net.in_channels, self.no_alpha, stop, self.summary.skipped)
@@ -276,7 +261,7 @@ def decompress(
         items = zip(mi.latents(cf, net, coder, int(q.levels)), names, strict=True)
         writing: list = []  # the previous batch's PNGs, written by the pool while this batch decodes
         with mi.model_threads(device, pool.small_images):
-            for batch in _batches(items, batch_size, lambda t: t[0][0].width * t[0][0].height):
+            for batch in batched(items, batch_size, lambda t: t[0][0].width * t[0][0].height, MAX_BATCH_PIXELS):
                 parsed = [(e, name, sym, alpha) for (e, sym, alpha), name in batch]
                 saves = pool.write(mi.decode_batch(net, q, parsed, device), stage)
                 summary.output_bytes += written_bytes(writing)
