@@ -3,8 +3,6 @@
 ``CONVAE_TEST_DUMP=DIR``: after training, every rank writes its parameters to ``DIR/rankR.safetensors``, with the
 names of its live threads in the file's metadata.
 ``CONVAE_TEST_FAIL=R:exit:N`` or ``R:hang:N``: rank R exits with code 7, or stops answering, at its N-th batch.
-``CONVAE_TEST_ONE_PER_MACHINE=1``: every rank acts as if it ran on a machine of its own (``LOCAL_WORLD_SIZE=1``),
-so training shares gradients with DistributedDataParallel instead of local sockets.
 """
 
 from __future__ import annotations
@@ -52,8 +50,6 @@ def _fail_at_batch(mode: str, at: int) -> None:
     convae.data.ImageSet.batch = batch
 
 
-if os.environ.get("CONVAE_TEST_ONE_PER_MACHINE"):
-    os.environ["LOCAL_WORLD_SIZE"] = "1"
 if "CONVAE_TEST_DUMP" in os.environ:
     _dump_after_training()
 if os.environ.get("CONVAE_TEST_FAIL", "").startswith(f"{RANK}:"):

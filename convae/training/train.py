@@ -29,7 +29,6 @@ from convae.evaluation.plots import pyplot, save_figure
 from convae.models.base import Autoencoder
 from convae.training.checkpoint import load_checkpoint, save_checkpoint
 from convae.training.distributed import local_processes, peer_failed
-from convae.training.localsync import LocalGradientSync
 from convae.training.recipes import Recipe
 from convae.weightfile import save_weights
 
@@ -109,10 +108,40 @@ def train(
     device: str = "cpu",
 ) -> TrainResult:
     """Train ``model`` on ``data`` with ``recipe``; write weights, history and loss curve beside ``out``."""
-    if recipe.epochs < 1:
-        raise UsageError(f"--epochs {recipe.epochs}: must be at least 1")
-    if recipe.batch_size < 1 or not recipe.lr > 0:
-        raise UsageError("--batch-size and --lr must be positive")
+    rank, world = _rank_world()
+    ckpt = checkpoint_path(out)
+    _check_inputs(model, data, out, recipe, crop, resume, force)
+    torch.manual_seed(seed)
+    net = model.to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+    ddp = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net  # every rank starts from rank 0's
+    scheduler = _scheduler(optimizer, recipe, len(data.train), world)
+    state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
+    if resume:
+        state = _resume(ckpt, net, optimizer, scheduler)
+    try:
+        state = _epochs(net, ddp, data, optimizer, scheduler, recipe, state, seed, crop, ckpt, on_step, on_epoch)
+    except KeyboardInterrupt:
+        where = f"{ckpt} holds epoch {_saved_epoch(ckpt)}" if ckpt.exists() else "no epoch finished"
+        raise Interrupted(f"interrupted; {where}; continue with --resume") from None
+    except RuntimeError as exc:
+        if world == 1:
+            raise
+        first = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        raise peer_failed(rank, first) from None
+    del ddp  # DDP's reducer holds the process group: destroy_process_group below frees it only once this has gone
+    threads = torch.get_num_threads()
+    if world > 1:
+        _leave_process_group(rank, device, threads)
+    try:
+        return _finish(net, data, out, recipe, seed, crop, state, extra_metadata or {}, rank, world)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_inputs(model: Autoencoder, data: Dataset, out: Path, recipe: Recipe, crop: int | None, resume: bool,
+                  force: bool) -> None:
+    """Refuse, before any work, what would fail later: a missing checkpoint, sizes, outputs in the way, the batch."""
     rank, world = _rank_world()
     ckpt = checkpoint_path(out)
     if resume and not ckpt.is_file():
@@ -126,60 +155,39 @@ def train(
             raise UsageError(f"{ckpt} exists from an earlier run; pass --resume to continue it or --force")
     if recipe.batch_size % world:
         raise UsageError(f"--batch-size {recipe.batch_size} must divide by the {world} processes")
-    torch.manual_seed(seed)
-    n = len(data.train)
-    local_batch = recipe.batch_size // world
-    steps_per_epoch = math.ceil(math.ceil(n / world) / local_batch)
-    net = model.to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
-    ddp, sync = _replicate(net, optimizer, world)
-    scheduler = None
-    if recipe.schedule == "onecycle" and recipe.epochs * steps_per_epoch >= 8:  # shorter runs: constant lr
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25,
-            cycle_momentum=False,
-        )
-    state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
-    if resume:
-        state = load_checkpoint(ckpt, net, optimizer, scheduler)
-        if scheduler is not None and scheduler.total_steps != recipe.epochs * steps_per_epoch:
-            raise UsageError(f"--resume: {ckpt} was made with another --epochs or --batch-size, and the one-cycle"
-                             " schedule cannot change length; resume with the original settings")
-    try:
-        state = _epochs(net, ddp, data, optimizer, scheduler, recipe, state, seed, crop, ckpt, on_step, on_epoch)
-    except KeyboardInterrupt:
-        where = f"{ckpt} holds epoch {_saved_epoch(ckpt)}" if ckpt.exists() else "no epoch finished"
-        raise Interrupted(f"interrupted; {where}; continue with --resume") from None
-    except RuntimeError as exc:
-        if world == 1:
-            raise
-        first = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
-        raise peer_failed(rank, first) from None
-    threads = torch.get_num_threads()
-    if world > 1:  # the last collective is behind us: join gloo's threads now (exiting with them alive can abort)
-        del ddp
-        if sync is not None:
-            sync.close()
-        dist.destroy_process_group()
-        if rank == 0 and device == "cpu":  # calibrate on the threads of this machine's finished processes too
-            torch.set_num_threads(max(threads, min(threads * local_processes(), os.cpu_count() or 1)))
-    try:
-        return _finish(net, data, out, recipe, seed, crop, state, extra_metadata or {}, rank, world)
-    finally:
-        torch.set_num_threads(threads)
 
 
-def _replicate(net: Autoencoder, optimizer: torch.optim.Optimizer,
-               world: int) -> tuple[torch.nn.Module, LocalGradientSync | None]:
-    """How the processes share gradients: Unix sockets between CPU processes on one machine, else DDP."""
-    if world == 1:
-        return net, None
-    local = local_processes() == world
-    sync = LocalGradientSync.connect(net) if local and next(net.parameters()).device.type == "cpu" else None
-    if sync is None:
-        return torch.nn.parallel.DistributedDataParallel(net), None
-    optimizer.register_step_pre_hook(lambda *_: sync.average())
-    return net, sync
+def _steps_per_epoch(n: int, batch_size: int, world: int) -> int:
+    return math.ceil(math.ceil(n / world) / (batch_size // world))
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, n: int, world: int) -> Any:
+    """The one-cycle schedule over the whole run, or None (a constant rate; also for runs under 8 steps)."""
+    steps = _steps_per_epoch(n, recipe.batch_size, world)
+    if recipe.schedule != "onecycle" or recipe.epochs * steps < 8:
+        return None
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps,
+                                               pct_start=0.25, cycle_momentum=False)
+
+
+def _resume(ckpt: Path, net: Autoencoder, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+    """Load the checkpoint into model, optimiser and schedule; the schedule's length must not change."""
+    total = scheduler.total_steps if scheduler is not None else None
+    state = load_checkpoint(ckpt, net, optimizer, scheduler)
+    if scheduler is not None and scheduler.total_steps != total:
+        raise UsageError(f"--resume: {ckpt} was made with another --epochs or --batch-size, and the one-cycle"
+                         " schedule cannot change length; resume with the original settings")
+    return state
+
+
+def _leave_process_group(rank: int, device: str, threads: int) -> None:
+    """Free the process group after the last collective, joining gloo's threads (alive at exit, they can abort it).
+
+    Rank 0 then calibrates alone; on the CPU it takes the threads of this machine's finished processes too.
+    """
+    dist.destroy_process_group()
+    if rank == 0 and device == "cpu":
+        torch.set_num_threads(max(threads, min(threads * local_processes(), os.cpu_count() or 1)))
 
 
 def _check_size(model: Autoencoder, data: Dataset, crop: int | None) -> None:
@@ -206,9 +214,8 @@ def _epochs(net: Autoencoder, ddp: torch.nn.Module, data: Dataset, optimizer: to
             on_step: StepCallback | None, on_epoch: EpochCallback | None) -> dict[str, Any]:
     rank, world = _rank_world()
     device = next(net.parameters()).device
-    n = len(data.train)
     local_batch = recipe.batch_size // world
-    sampler = _sampler(n, seed, rank, world)
+    sampler = _sampler(len(data.train), seed, rank, world)
     gen = torch.Generator()
     for epoch in range(state["epoch"], recipe.epochs):
         net.train()
