@@ -118,6 +118,73 @@ def _config_overrides(items: list[str], known: dict, model: str) -> dict:
     return out
 
 
+def _model_config(model: str, known: dict, config: list[str], lmbda: float | None) -> dict:
+    """The variant's config overrides from ``--config`` items and ``--lmbda`` (shorthand for --config lmbda=X)."""
+    overrides = _config_overrides(config, known, model)
+    if lmbda is not None:
+        if "lmbda" not in known:
+            raise fail(f"--lmbda: variant {model!r} has no rate term", 2)
+        if "lmbda" in overrides:
+            raise fail("give --lmbda or --config lmbda=..., not both", 2)
+        overrides["lmbda"] = lmbda
+    return overrides
+
+
+def _extra_metadata(net: Any, meta: list[str], init: Path | None) -> dict[str, str]:
+    """What the weights record beyond training's own: ``--meta KEY=VALUE`` items, and what ``--init`` loaded."""
+    extra = dict(item.split("=", 1) for item in meta if "=" in item)
+    if len(extra) != len(meta):
+        raise fail("--meta takes KEY=VALUE", 2)
+    if init is not None:
+        from convae.zoo import warm_start
+
+        extra |= warm_start(net, init)
+    return extra
+
+
+def _set_threads(threads: int | None) -> None:
+    """``--threads``: PyTorch's CPU threads in this process."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise fail(f"--threads {threads}: must be at least 1", 2)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _train_reports(bar: Any, model: str, recipe: Any, images: int, show: bool) -> tuple[Callable, Callable]:
+    """``train``'s step and epoch callbacks: the progress bar, the opening line and one line per epoch."""
+    task = bar.task_ids[0]
+    clock = {"start": time.perf_counter(), "seen": 0}
+
+    def on_step(n: int, loss: float) -> None:
+        if not clock["seen"] and show:  # printed once training really starts (inputs are valid)
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            stderr.print(f"train {model}: global batch {recipe.batch_size} = {world} process(es) x"
+                         f" {recipe.batch_size // world}, lr {recipe.lr} ({recipe.schedule}), {recipe.epochs} epochs")
+        clock["seen"] += n
+        rate = clock["seen"] / max(time.perf_counter() - clock["start"], 1e-9)
+        epoch = min(clock["seen"] // images + 1, recipe.epochs)
+        bar.update(task, advance=n, info=f"epoch {epoch}/{recipe.epochs}  mse {loss:.5f}  {rate:,.0f} img/s")
+
+    def on_epoch(rec: dict) -> None:
+        if show:
+            test = f"  test {rec['test_mse']:.5f}" if rec["test_mse"] is not None else ""
+            rate = f"  bpp {rec['bpp']:.3f}" if "bpp" in rec else ""
+            stderr.print(f"epoch {rec['epoch']}/{recipe.epochs}  train {rec['train_mse']:.5f}{test}{rate}"
+                         f"  {rec['images_per_s']:.0f} img/s")
+
+    return on_step, on_epoch
+
+
+def _report_saved(out: Path, result: Any) -> None:
+    """``train``'s last line: where the weights went and the final losses."""
+    last = result.history[-1]
+    stderr.print(f"saved {out} (sha256 {result.sha256[:12]}…); train MSE {last['train_mse']:.5f}"
+                 + (f", test MSE {last['test_mse']:.5f}" if last["test_mse"] is not None else ""))
+
+
 @app.command("train")
 def train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the weights (.safetensors).")],
@@ -147,10 +214,14 @@ def train_cmd(
 
     Example: [bold]convae train --model seed --data fashion-mnist:data/fmnist --epochs 5 --out seed.safetensors[/]
     """
+    from convae._imports import freeze_imports
+
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         from convae.training.distributed import launch
 
-        raise typer.Exit(launch(nproc))
+        code = launch(nproc)
+        freeze_imports()  # the launcher's exit need not traverse torchrun's objects
+        raise typer.Exit(code)
     with errors():
         with torch_loading():
             import torch
@@ -158,69 +229,24 @@ def train_cmd(
 
             from convae.data import load_dataset
             from convae.training.distributed import setup_distributed
-            from convae.training.recipes import RECIPES
+            from convae.training.recipes import get_recipe
             from convae.training.train import train
-
-        if recipe not in RECIPES:
-            raise fail(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}", 2)
-        if epochs is not None and epochs < 1:
-            raise fail(f"--epochs {epochs}: must be at least 1", 2)
-        if threads is not None:
-            if threads < 1:
-                raise fail(f"--threads {threads}: must be at least 1", 2)
-            torch.set_num_threads(threads)
+        freeze_imports()  # this process's PyTorch objects: never traversed again (docs/PERFORMANCE.md)
+        chosen = get_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr)
+        _set_threads(threads)
         dev = _device(device)
         rank = setup_distributed(dev)
-        chosen = RECIPES[recipe].override(epochs=epochs, batch_size=batch_size, lr=lr)
         torch.manual_seed(seed)  # initialisation; train() seeds the data order
-        known = get_spec(model).config
-        overrides = _config_overrides(config or [], known, model)
-        if lmbda is not None:  # shorthand for --config lmbda=X
-            if "lmbda" not in known:
-                raise fail(f"--lmbda: variant {model!r} has no rate term", 2)
-            if "lmbda" in overrides:
-                raise fail("give --lmbda or --config lmbda=..., not both", 2)
-            overrides["lmbda"] = lmbda
-        net = create_model(model, **overrides)
-        extra = dict(item.split("=", 1) for item in meta or [] if "=" in item)
-        if len(extra) != len(meta or []):
-            raise fail("--meta takes KEY=VALUE", 2)
-        if init is not None:
-            from convae.zoo import warm_start
-
-            extra |= warm_start(net, init)
+        net = create_model(model, **_model_config(model, get_spec(model).config, config or [], lmbda))
+        extra = _extra_metadata(net, meta or [], init)
         ds = load_dataset(data, net.in_channels, exclude=tuple(exclude or ()), limit=limit)
         show = rank == 0 and not quiet
-        steps = len(ds.train) * chosen.epochs
-        with progress(steps, f"train {model}", quiet=not show, info="") as bar:
-            task = bar.task_ids[0]
-
-            clock = {"start": time.perf_counter(), "seen": 0}
-
-            def on_step(n: int, loss: float) -> None:
-                if not clock["seen"] and show:  # printed once training really starts (inputs are valid)
-                    world = int(os.environ.get("WORLD_SIZE", "1"))
-                    stderr.print(f"train {model}: global batch {chosen.batch_size} = {world} process(es) x"
-                                 f" {chosen.batch_size // world}, lr {chosen.lr} ({chosen.schedule}),"
-                                 f" {chosen.epochs} epochs")
-                clock["seen"] += n
-                rate = clock["seen"] / max(time.perf_counter() - clock["start"], 1e-9)
-                epoch = min(clock["seen"] // len(ds.train) + 1, chosen.epochs)
-                bar.update(task, advance=n, info=f"epoch {epoch}/{chosen.epochs}  mse {loss:.5f}  {rate:,.0f} img/s")
-
-            def on_epoch(rec: dict) -> None:
-                if show:
-                    test = f"  test {rec['test_mse']:.5f}" if rec["test_mse"] is not None else ""
-                    rate = f"  bpp {rec['bpp']:.3f}" if "bpp" in rec else ""
-                    stderr.print(f"epoch {rec['epoch']}/{chosen.epochs}  train {rec['train_mse']:.5f}{test}{rate}"
-                                 f"  {rec['images_per_s']:.0f} img/s")
-
+        with progress(len(ds.train) * chosen.epochs, f"train {model}", quiet=not show, info="") as bar:
+            on_step, on_epoch = _train_reports(bar, model, chosen, len(ds.train), show)
             result = train(net, ds, out, chosen, seed=seed, crop=crop, resume=resume, force=force,
                            on_step=on_step, on_epoch=on_epoch, extra_metadata=extra, device=dev)
         if show:
-            last = result.history[-1]
-            stderr.print(f"saved {out} (sha256 {result.sha256[:12]}…); train MSE {last['train_mse']:.5f}"
-                         + (f", test MSE {last['test_mse']:.5f}" if last["test_mse"] is not None else ""))
+            _report_saved(out, result)
 
 
 @app.command("eval")

@@ -1,4 +1,4 @@
-"""Import PyTorch (and what needs it) faster: the cyclic garbage collector paused while it loads."""
+"""Import PyTorch (and what needs it) with the cyclic garbage collector paused; freezing is the command line's."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def torch_loading() -> Iterator[None]:
-    """Pause the cyclic garbage collector for imports that load PyTorch, then freeze what they made.
+    """Pause the cyclic garbage collector for imports that load PyTorch; restore it after.
 
-    Importing PyTorch creates hundreds of thousands of objects that live until exit; collections
-    during the import, and the final one at exit, traverse them all for nothing. Measured here:
-    ``python -c "import torch"`` takes 1.2-1.4 s this way instead of 1.7 s. One collection runs
-    before the freeze, since frozen objects are never collected; once PyTorch is loaded this does
-    nothing (a caller's later objects stay collectable).
+    The import makes hundreds of thousands of long-lived objects that collections during it would
+    only traverse. Does nothing once PyTorch is loaded.
     """
     if "torch" in sys.modules:
         yield
@@ -26,7 +23,15 @@ def torch_loading() -> Iterator[None]:
     try:
         yield
     finally:
-        gc.collect()  # once: garbage frozen with the rest would never be freed (20 MB here on a 50,000-image job)
-        gc.freeze()
         if enabled:
             gc.enable()
+
+
+def freeze_imports() -> None:
+    """Collect once, then exempt every live object from later collections (``gc.freeze``).
+
+    For the command line, which owns its process, once PyTorch is loaded: later full collections and
+    the exit would traverse PyTorch's objects again (docs/PERFORMANCE.md). Library code never calls it.
+    """
+    gc.collect()  # garbage frozen with the rest would never be freed
+    gc.freeze()

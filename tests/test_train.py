@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,12 @@ def test_test_mse_shared_out_between_processes_adds_up_to_one_process(monkeypatc
         parts.append(train_module._squared_error_sums(model, images, 1000, crop))
     assert whole[1] == 2500 and [count for _, count in parts] == [1500, 1000]
     assert sum(total for total, _ in parts) == pytest.approx(whole[0], rel=1e-12)
+
+
+def test_torch_loading_pauses_the_collector_and_only_the_command_line_freezes():
+    """Library imports leave no frozen objects behind; the command line freezes PyTorch's once it is loaded."""
+    code = ("import gc\nfrom convae._imports import freeze_imports, torch_loading\nwith torch_loading():\n"
+            "    import torch\n    assert not gc.isenabled()\nassert gc.isenabled() and gc.get_freeze_count() == 0\n"
+            "freeze_imports()\nassert gc.get_freeze_count() > 100000\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
