@@ -72,13 +72,13 @@ def model_for(convae: str, given: str | None, work: Path) -> str:
     if given:
         return given
     check = subprocess.run([convae, "models", "seed", "--json"], capture_output=True, text=True)
-    if check.returncode == 0 and json.loads(check.stdout)[0].get("pretrained"):
+    if check.returncode == 0 and json.loads(check.stdout.splitlines()[0]).get("pretrained"):  # JSON Lines
         return "seed"
     data = work / "train"
     data.mkdir()
     write_pngs(data, 2000, seed=1)
     weights = work / "seed.safetensors"
-    run([convae, "train", "--model", "seed", "--data", str(data), "--epochs", "1", "--out", str(weights), "-q"])
+    run([convae, "train", "--model", "seed", "--data", str(data), "--epochs", "1", "--out", str(weights), "--quiet"])
     return str(weights)
 
 

@@ -10,28 +10,60 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from convae.cli.console import errors, fail, print_json, progress, stderr, stdout
+from convae.cli.usage import ConvaeGroup, ConvaeTyper
 
 from convae._imports import torch_loading
 
-app = typer.Typer(
+DEFAULT_MODEL = "photoh-q2"  # convae.zoo.DEFAULT_MODEL, spelt out so --help needs no library import (tested)
+QUALITIES = "0-3"  # the default family's shipped rates (photoh-q0 ... q3; tested against the zoo)
+
+app = ConvaeTyper(
     name="convae",
     help="Learned image codecs you can train, measure and script.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    cls=ConvaeGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Registry name or PATH.safetensors.")]
-DataOpt = Annotated[str, typer.Option("--data", "-d", help="fashion-mnist:PATH[:train|test] or a folder of images.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
+
+def _complete_model(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion for --model: registry names (with their descriptions), else .safetensors files."""
+    if "/" in incomplete or incomplete.startswith("."):
+        import glob
+
+        found = [p + "/" if os.path.isdir(p) else p for p in glob.glob(glob.escape(incomplete) + "*")]
+        return [(p, "folder" if p.endswith("/") else "weights") for p in found if p.endswith(("/", ".safetensors"))]
+    with torch_loading():
+        from convae.registry import get_spec, list_models
+
+    return [(name, get_spec(name).description or "") for name in list_models(f"{incomplete}*")]
+
+
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", metavar="NAME|PATH", autocompletion=_complete_model,
+    help=f"Registry name (default {DEFAULT_MODEL}; see [bold]convae models[/]) or PATH.safetensors.")]
+DecoderModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", metavar="NAME|PATH", autocompletion=_complete_model,
+    help="The weights the codes were made with: a registry name or PATH.safetensors (default: the one the "
+    "manifest names).")]
+QualityOpt = Annotated[int | None, typer.Option(
+    "--quality", "-q", metavar="N", help=f"Rate within the model's family: N picks NAME-qN ({QUALITIES} for the "
+    f"default {DEFAULT_MODEL.split('-')[0]}, 1-6 for fmc; higher = better quality, more bytes).")]
+DataOpt = Annotated[str, typer.Option("--data", "-d", metavar="SPEC",
+                                      help="fashion-mnist:PATH[:train|test] or a folder of images.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON Lines on stdout (one object per line) instead "
+                                       "of a table.")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
-BatchOpt = Annotated[int, typer.Option(help="Images per batch.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="Print nothing but errors (no progress bar, no table).")]
+DeviceOpt = Annotated[Literal["auto", "cpu", "cuda"], typer.Option(
+    "--device", help="auto: cuda for train when PyTorch sees a GPU, else cpu; cpu for compress and decompress.")]
+BatchOpt = Annotated[int, typer.Option(metavar="N", help="Images per batch.")]
 
 
 def _version(value: bool) -> None:
@@ -45,7 +77,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
     """Learned image codecs you can train, measure and script."""
@@ -77,31 +109,39 @@ def _table(title: str, rows: dict) -> None:
 
 @app.command("models")
 def models_cmd(
-    pattern: Annotated[str, typer.Argument(help="Wildcard filter, e.g. 'fm-*'.")] = "*",
+    pattern: Annotated[str, typer.Argument(metavar="PATTERN", help="Wildcard filter, e.g. 'fm-*'.")] = "*",
     json_out: JsonOpt = False,
 ) -> None:
-    """List registered variants.
+    """List registered variants; the default model is marked.
 
     Example: [bold]convae models 'fm-*' --json[/]
     """
     with errors():
+        from convae.zoo import DEFAULT_MODEL as default
         from convae.zoo import describe_models
 
-        rows = describe_models(pattern)
+        rows = [r | {"default": r["name"] == default} for r in describe_models(pattern)]
+        if not rows:
+            raise fail(f"no registered model matches {pattern!r}; `convae models` lists them all", 1)
         if json_out:
-            print_json(rows)
+            print_json(*rows)
             return
-        from rich.table import Table
+        _models_table(rows)
 
-        table = Table(title="convae variants")
-        for col in ("name", "params", "latent 28x28", "latent 256x256", "in ch", "default bpp", "pretrained"):
-            table.add_column(col)
-        for r in rows:
-            table.add_row(r["name"], f"{r['params']:,}", "x".join(map(str, r["latent_28"])),
-                          "x".join(map(str, r["latent_256"])), str(r["in_channels"]),
-                          f"{r['default_bpp']:.2f}" if r["default_bpp"] is not None else "-",
-                          "yes" if r["pretrained"] else "no")
-        stdout.print(table)
+
+def _models_table(rows: list[dict[str, Any]]) -> None:
+    """``convae models`` as a Rich table, the default model marked."""
+    from rich.table import Table
+
+    table = Table(title="convae variants", caption="* the default model")
+    for col in ("name", "params", "latent 28x28", "latent 256x256", "in ch", "default bpp", "pretrained"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"] + (" *" if r["default"] else ""), f"{r['params']:,}",
+                      "x".join(map(str, r["latent_28"])), "x".join(map(str, r["latent_256"])),
+                      str(r["in_channels"]), f"{r['default_bpp']:.2f}" if r["default_bpp"] is not None else "-",
+                      "yes" if r["pretrained"] else "no")
+    stdout.print(table)
 
 
 def _config_overrides(items: list[str], known: dict, model: str) -> dict:
@@ -251,19 +291,21 @@ def train_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    data: Annotated[str | None, typer.Option("--data", "-d", help="fashion-mnist:PATH[:train|test] or a folder "
-                                             "of images (--rd: fashion-mnist:PATH, default under $CONVAE_DATA).")]
-    = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", metavar="SPEC", help="fashion-mnist:PATH[:train|test] "
+                                             "or a folder of images (--rd: fashion-mnist:PATH, default under "
+                                             "$CONVAE_DATA).")] = None,
     model: ModelOpt = None,
-    bits: Annotated[int | None, typer.Option(help="Quantisation bits (uniform variants).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N images.")] = None,
-    grid: Annotated[Path | None, typer.Option(help="Write originals above reconstructions to this PNG.")] = None,
-    grid_count: Annotated[int, typer.Option(help="Images in the grid.")] = 16,
+    quality: QualityOpt = None,
+    bits: Annotated[int | None, typer.Option(metavar="N", help="Quantisation bits (uniform variants).")] = None,
+    limit: Annotated[int | None, typer.Option(metavar="N", help="Evaluate only the first N images.")] = None,
+    grid: Annotated[Path | None, typer.Option(metavar="PNG", help="Write originals above reconstructions to this "
+                                              "PNG.")] = None,
+    grid_count: Annotated[int, typer.Option(metavar="N", help="Images in the grid.")] = 16,
     rd: Annotated[bool, typer.Option("--rd", help="Rate-distortion report: shipped variants vs JPEG/WebP/AVIF/PCA.")]
     = False,
-    photos: Annotated[Path | None, typer.Option(help="With --rd: photo evaluation folder (default BSDS500/val).")]
-    = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="With --rd: output folder.")] = Path("rd/out"),
+    photos: Annotated[Path | None, typer.Option(metavar="DIR", help="With --rd: photo evaluation folder (default "
+                                                "BSDS500/val).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="With --rd: output folder.")] = Path("rd/out"),
     quick: Annotated[bool, typer.Option(help="With --rd: two qualities per codec (a smoke run).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -272,25 +314,20 @@ def eval_cmd(
     Example: [bold]convae eval --model seed --data fashion-mnist:data/fmnist --json[/]
     """
     with errors():
-        with torch_loading():
-            from convae.evaluation.evaluate import evaluate
-
         if rd:
-            from convae.evaluation.rd import rd_paths, run_rd, summary_rows
-
-            fashion, photo_dir = rd_paths(data, photos)
-            summary = run_rd(out, fashion, photo_dir, limit=limit, quick=quick, log=lambda m: stderr.print(m))
-            if json_out:
-                print_json(summary)
-            else:
-                for row in summary_rows(summary):
-                    _table(f"{row.pop('dataset')}: {row.pop('model')}", row)
-                stderr.print(f"wrote {out / 'summary.json'} and {out / 'rd.png'}")
-            return
+            if quality is not None:
+                raise fail("--quality does not apply to --rd, which compares every shipped rate", 2)
+            return _rd_report(data, photos, out, limit, quick, json_out)
         if data is None:
             raise fail("--data is required (or pass --rd)", 2)
         if grid is not None and grid.exists():
             raise fail(f"{grid} already exists; remove it or choose another --grid", 1)
+        with torch_loading():
+            from convae.evaluation.evaluate import evaluate
+            from convae.zoo import with_quality
+
+        if quality is not None:
+            model = with_quality(model, quality)
         result = evaluate(model, data, bits=bits, limit=limit, grid=grid, grid_count=grid_count)
         if json_out:
             print_json(result)
@@ -298,49 +335,77 @@ def eval_cmd(
             _table(f"eval {result['model']} on {data}", result)
 
 
+def _rd_report(data: str | None, photos: Path | None, out: Path, limit: int | None, quick: bool,
+               json_out: bool) -> None:
+    """``convae eval --rd``: the rate-distortion report, its summary as a table or one JSON line."""
+    with torch_loading():
+        from convae.evaluation.rd import rd_paths, run_rd, summary_rows
+
+    fashion, photo_dir = rd_paths(data, photos)
+    summary = run_rd(out, fashion, photo_dir, limit=limit, quick=quick, log=lambda m: stderr.print(m))
+    if json_out:
+        print_json(summary)
+        return
+    for row in summary_rows(summary):
+        _table(f"{row.pop('dataset')}: {row.pop('model')}", row)
+    stderr.print(f"wrote {out / 'summary.json'} and {out / 'rd.png'}")
+
+
 def _run_codec(title: str, run: Callable[..., Any], *args: Any, device: str, json_out: bool, quiet: bool,
                **kwargs: Any) -> Any:
     """Call ``codec.compress``/``codec.decompress`` under a progress bar, report its summary and return it.
 
     The bar (and Rich's refresh thread) starts at the first batch: the command forks its image
-    workers before that, and forks only while no other thread runs.
+    workers before that, and forks only while no other thread runs. The library reports the run's
+    image count with each batch; the bar gets it before its first frame, so it never shows ``0/?``.
+    ``--device auto`` is the CPU here: no PyTorch import before the fork, and the codec's fast path.
     """
 
     def advance(n: int, total: int) -> None:
+        bar.update(bar.task_ids[0], advance=n, total=total)
         if not bar.live.is_started:
             bar.start()
-        bar.update(bar.task_ids[0], advance=n, total=total)
 
-    with progress(None, title, quiet, start=False) as bar:
-        summary = run(*args, device=_device(device), **kwargs, progress=advance)
+    with progress(None, title, quiet, start=False, unit="img") as bar:
+        summary = run(*args, device=_device("cpu" if device == "auto" else device), **kwargs, progress=advance)
     _report(summary.as_dict(), title, json_out, quiet)
     return summary
 
 
+def _npy_output(command: str, out: Path, usage: str) -> None:
+    """Refuse an output without the .npy suffix as a usage error, before any input is read."""
+    if out.suffix != ".npy":
+        raise fail(f"{command}: the output {str(out)!r} must end in .npy (usage: convae {command} {usage})", 2)
+
+
 @app.command("compress")
 def compress_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders, then OUT.npy.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="INPUT... OUT.npy", show_default=False,
+                                                help="Image files and/or folders, then the output OUT.npy "
+                                                "(its manifest OUT.json is written beside it).")],
     model: ModelOpt = None,
-    quality: Annotated[int | None, typer.Option("--quality", "-Q", help="Rate of the model's family: N picks "
-                                                "NAME-qN (higher = better quality, more bytes).")] = None,
-    bits: Annotated[int | None, typer.Option(help="Quantisation bits (default: the model's).")] = None,
+    quality: QualityOpt = None,
+    bits: Annotated[int | None, typer.Option(metavar="N", help="Quantisation bits (default: the model's).")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Store plain integer latents, no entropy coding.")] = False,
-    shard: Annotated[str | None, typer.Option(help="K/N: only the K-th of N slices of the input list.")] = None,
-    on_error: Annotated[str, typer.Option(help="stop or skip unreadable inputs.")] = "stop",
-    verify: Annotated[bool, typer.Option(help="Also report PSNR/SSIM of the reconstructions.")] = False,
+    shard: Annotated[str | None, typer.Option(metavar="K/N", help="Only the K-th of N slices of the input list.")]
+    = None,
+    on_error: Annotated[Literal["stop", "skip"], typer.Option(help="Stop at an unreadable input, or skip it "
+                                                              "(and exit 1).")] = "stop",
+    verify: Annotated[bool, typer.Option("--verify", help="Also report PSNR/SSIM of the reconstructions.")] = False,
     batch_size: BatchOpt = 256,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Compress images into OUT.npy (codes) and OUT.json (manifest).
 
-    Example: [bold]convae compress images/ out.npy --quality 3[/]
+    Example: [bold]convae compress images/ out.npy -q 3[/]
     """
     if len(paths) < 2:
-        raise fail("give at least one input and the output: convae compress INPUT... OUT.npy", 2)
+        raise fail("compress: give at least one input and the output (usage: convae compress INPUT... OUT.npy)", 2)
     *inputs, out = paths
+    _npy_output("compress", out, "INPUT... OUT.npy")
     with errors():
         from convae.codec.api import compress, parse_shard
 
@@ -354,11 +419,11 @@ def compress_cmd(
 
 @app.command("decompress")
 def decompress_cmd(
-    codes: Annotated[Path, typer.Argument(help="The .npy codes file (its .json manifest beside it).")],
-    out_dir: Annotated[Path, typer.Argument(help="Folder for the PNGs.")],
-    model: ModelOpt = None,
+    codes: Annotated[Path, typer.Argument(metavar="CODES.npy", help="The codes file (its .json manifest beside it).")],
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder for the PNGs.")],
+    model: DecoderModelOpt = None,
     batch_size: BatchOpt = 256,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -376,7 +441,7 @@ def decompress_cmd(
 
 @app.command("info")
 def info_cmd(
-    codes: Annotated[Path, typer.Argument(help="The .npy codes file.")],
+    codes: Annotated[Path, typer.Argument(metavar="CODES.npy", help="The codes file.")],
     json_out: JsonOpt = False,
 ) -> None:
     """Show what a code file holds, without decoding it.
@@ -395,7 +460,8 @@ def info_cmd(
 
 @app.command("merge")
 def merge_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Shard .npy files, then OUT.npy.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="SHARD.npy... OUT.npy", show_default=False,
+                                                help="The shards' code files, then the output OUT.npy.")],
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -405,8 +471,9 @@ def merge_cmd(
     Example: [bold]convae merge part-*.npy all.npy[/]
     """
     if len(paths) < 2:
-        raise fail("give the shard files and the output: convae merge SHARD.npy... OUT.npy", 2)
+        raise fail("merge: give the shard files and the output (usage: convae merge SHARD.npy... OUT.npy)", 2)
     *shards, out = paths
+    _npy_output("merge", out, "SHARD.npy... OUT.npy")
     with errors():
         from convae.codec.merge import merge
 
@@ -415,6 +482,7 @@ def merge_cmd(
 
 
 def _report(result: dict, title: str, json_out: bool, quiet: bool) -> None:
+    """The run's summary: one JSON line, or a table unless ``quiet``; skipped inputs always on stderr."""
     if json_out:
         print_json(result)
     elif not quiet:
@@ -425,5 +493,5 @@ def _report(result: dict, title: str, json_out: bool, quiet: bool) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: ``ConvaeGroup.main`` prints usage errors as one line (exit code 2)."""
     app()

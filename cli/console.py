@@ -11,7 +11,17 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 stderr = Console(stderr=True, soft_wrap=True)
 stdout = Console()
@@ -48,20 +58,36 @@ def errors() -> Iterator[None]:
         raise fail(f"{where}{exc.strerror or exc}") from None
 
 
-def print_json(data: Any) -> None:
-    """Machine-readable output on stdout."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+def print_json(*objects: Any) -> None:
+    """Machine-readable output on stdout: JSON Lines, each object on one line (loops can append to a file)."""
+    sys.stdout.write("".join(json.dumps(obj, default=str) + "\n" for obj in objects))
+
+
+class RateColumn(ProgressColumn):
+    """Items per second over Rich's recent updates; blank until there are two (the first batch's time
+    includes the model's loading, which would understate the rate)."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} {self.unit}/s" if speed else "", style="progress.data.speed")
 
 
 @contextlib.contextmanager
-def progress(total: int | None, description: str, quiet: bool = False, start: bool = True,
+def progress(total: int | None, description: str, quiet: bool = False, start: bool = True, unit: str | None = None,
              **fields: Any) -> Iterator[Progress]:
     """A Rich progress bar on stderr, shown only when stderr is a terminal and not ``quiet``.
 
-    With ``start=False`` the caller starts it (``bar.start()``); it is stopped on exit either way.
+    Columns: done/total, ``unit``/s (when ``unit`` is given), the ``info`` field, elapsed time and
+    the time left. With ``start=False`` the caller starts it (``bar.start()``), once it knows the
+    total; it is stopped on exit either way.
     """
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
+               *([RateColumn(unit)] if unit else []), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
     bar = Progress(*columns, console=stderr, disable=quiet or not stderr.is_terminal, transient=False)
     bar.add_task(description, total=total, info=fields.get("info", ""))
     if start:

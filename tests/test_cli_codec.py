@@ -37,8 +37,8 @@ def reference(model: Path, pixels: np.ndarray, bits: int = 8) -> np.ndarray:
 def roundtrip(runner, tmp_path: Path, model: Path, *inputs: Path, extra: tuple = ()) -> tuple[Path, Path, dict]:
     """Compress ``inputs`` to tmp/codes.npy and decompress to tmp/recon; returns (npy, recon, manifest)."""
     npy, recon = tmp_path / "codes.npy", tmp_path / "recon"
-    ok(invoke(runner, "compress", *inputs, npy, "--model", model, "-q", *extra))
-    ok(invoke(runner, "decompress", npy, recon, "--model", model, "-q"))
+    ok(invoke(runner, "compress", *inputs, npy, "--model", model, "--quiet", *extra))
+    ok(invoke(runner, "decompress", npy, recon, "--model", model, "--quiet"))
     return npy, recon, json.loads(npy.with_suffix(".json").read_text())
 
 
@@ -104,7 +104,7 @@ def test_common_formats_and_mixed_file_and_folder_inputs(runner, tiny_model, tmp
 
 def test_npy_is_plain_and_manifest_complete(runner, tiny_model, tmp_path, image_folder):
     npy = tmp_path / "c.npy"
-    ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "-q"))
+    ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "--quiet"))
     codes = np.load(npy, allow_pickle=False)
     doc = json.loads(npy.with_suffix(".json").read_text())
     from convae.codec.format import file_sha256
@@ -151,7 +151,7 @@ def test_summary_json_quiet_and_table(runner, tiny_model, tmp_path, image_folder
     assert s["bits_per_pixel"] == pytest.approx(8 * s["output_bytes"] / (12 * 28 * 28), abs=1e-3)
     assert s["ratio"] == pytest.approx(s["input_bytes"] / s["output_bytes"], abs=1e-2)
     assert s["images_per_s"] > 0 and s["coding"] == "ans"
-    q = invoke(runner, "compress", image_folder, tmp_path / "b.npy", "--model", tiny_model, "-q")
+    q = invoke(runner, "compress", image_folder, tmp_path / "b.npy", "--model", tiny_model, "--quiet")
     ok(q)
     assert q.stdout == "" and q.stderr == ""
     t = invoke(runner, "compress", image_folder, tmp_path / "c.npy", "--model", tiny_model)
@@ -160,7 +160,7 @@ def test_summary_json_quiet_and_table(runner, tiny_model, tmp_path, image_folder
     d = invoke(runner, "decompress", tmp_path / "a.npy", tmp_path / "r", "--model", tiny_model, "--json")
     ok(d)
     assert json.loads(d.stdout)["images"] == 12
-    dq = invoke(runner, "decompress", tmp_path / "a.npy", tmp_path / "r2", "--model", tiny_model, "-q")
+    dq = invoke(runner, "decompress", tmp_path / "a.npy", tmp_path / "r2", "--model", tiny_model, "--quiet")
     ok(dq)
     assert dq.stdout == "" and dq.stderr == ""
 
@@ -170,7 +170,7 @@ def test_verify_reports_the_error_decompress_gives(runner, tiny_model, tmp_path,
                "--batch-size", "5")  # batches of 5, 5 and 2 images
     ok(r)
     report = json.loads(r.stdout)["verify"]
-    ok(invoke(runner, "decompress", tmp_path / "a.npy", tmp_path / "r", "--model", tiny_model, "-q"))
+    ok(invoke(runner, "decompress", tmp_path / "a.npy", tmp_path / "r", "--model", tiny_model, "--quiet"))
     names = sorted(p.name for p in image_folder.glob("*.png"))
     mses = [np.mean((np.asarray(Image.open(image_folder / n), float) - np.asarray(Image.open(tmp_path / "r" / n),
                                                                                  float)) ** 2) / 255**2
@@ -197,7 +197,7 @@ def test_exit_codes_and_on_error_skip(runner, tiny_model, tmp_path, image_folder
     assert "broken.png" in s["skipped"][0]["error"]
     assert np.load(tmp_path / "a.npy", allow_pickle=False).size > 0  # the good images were written
     quiet = invoke(runner, "compress", image_folder, tmp_path / "b.npy", "--model", tiny_model,
-                   "--on-error", "skip", "-q")
+                   "--on-error", "skip", "--quiet")
     assert quiet.exit_code == 1 and quiet.stdout == ""
     assert quiet.stderr.startswith("convae: skipped:") and "broken.png" in quiet.stderr
 
@@ -207,7 +207,7 @@ def test_compress_twice_is_byte_identical(runner, tiny_model, tmp_path):
     mode_images(src / "modes")
     write_pngs(src / "plain", make_images(5, seed=9))
     for name in ("a", "b"):
-        ok(invoke(runner, "compress", src, tmp_path / f"{name}.npy", "--model", tiny_model, "-q"))
+        ok(invoke(runner, "compress", src, tmp_path / f"{name}.npy", "--model", tiny_model, "--quiet"))
     assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
 
@@ -231,7 +231,7 @@ def test_decompress_identical_with_one_or_two_threads(tiny_model, tmp_path, larg
     outs = {}
     for threads, batch in ((1, 256), (2, 7)):
         npy, recon = tmp_path / f"t{threads}.npy", tmp_path / f"r{threads}"
-        common = ["--model", str(tiny_model), "-q", "--batch-size", str(batch)]
+        common = ["--model", str(tiny_model), "--quiet", "--batch-size", str(batch)]
         runs = [["compress", str(src), str(npy), *common], ["decompress", str(npy), str(recon), *common]]
         code = (f"import json, sys, torch; torch.set_num_threads({threads}); assert torch.get_num_threads() == "
                 f"{threads}; from convae.cli.app import app; [app(a, standalone_mode=False) for a in json.loads("
@@ -271,7 +271,7 @@ def test_model_threads_halves_the_cores_only_for_small_images_until_given_all(mo
 def test_info_table_and_json_without_decoding(runner, tiny_model, tmp_path, image_folder, monkeypatch):
     npy = tmp_path / "c.npy"
     save(Image.fromarray(gray(30, 45)), image_folder / "wide.png")
-    ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "-q"))
+    ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "--quiet"))
     from convae.entropy.factorized import EntropyCoder
     from convae.models.base import Autoencoder
 
@@ -331,10 +331,10 @@ def test_gray_images_through_an_rgb_model_keep_their_mode(runner, rgb_model, tmp
 
 def test_quality_picks_the_rate_within_the_models_family(runner, tmp_path, image_folder):
     out = tmp_path / "q.npy"
-    ok(invoke(runner, "compress", image_folder, out, "--model", "fm-q3", "--quality", "1", "-q"))
+    ok(invoke(runner, "compress", image_folder, out, "--model", "fm-q3", "--quality", "1", "--quiet"))
     assert json.loads(out.with_suffix(".json").read_text())["model"]["variant"] == "fm-q1"
     small, big = out.stat().st_size, tmp_path / "q4.npy"
-    ok(invoke(runner, "compress", image_folder, big, "--model", "fm-q1", "-Q", "4", "-q"))
+    ok(invoke(runner, "compress", image_folder, big, "--model", "fm-q1", "-q", "4", "--quiet"))
     assert big.stat().st_size > small
     one_line_error(invoke(runner, "compress", image_folder, tmp_path / "x.npy", "--model", "fm-q1", "--quality", "9"),
                    2, "qualities 1, 2, 3, 4")

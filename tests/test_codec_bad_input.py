@@ -31,7 +31,7 @@ def clean_failure(result, tmp_path: Path, before: dict, code: int = 1, names: ob
 @pytest.fixture
 def codes(runner, tiny_model, tmp_path, image_folder) -> Path:
     npy = tmp_path / "c.npy"
-    ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "-q"))
+    ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "--quiet"))
     return npy
 
 
@@ -88,8 +88,8 @@ def test_transparency_without_entropy_coding_is_refused(runner, tiny_model, tmp_
     assert "transparency" in err and flags[0] in err
     out = tmp_path / "kept" / "out.npy"  # the entropy-coded default keeps it, losslessly
     out.parent.mkdir()
-    ok(invoke(runner, "compress", image_folder, out, "--model", tiny_model, "-q"))
-    ok(invoke(runner, "decompress", out, tmp_path / "rec", "--model", tiny_model, "-q"))
+    ok(invoke(runner, "compress", image_folder, out, "--model", tiny_model, "--quiet"))
+    ok(invoke(runner, "decompress", out, tmp_path / "rec", "--model", tiny_model, "--quiet"))
     with Image.open(tmp_path / "rec" / "see-through.png") as img:
         assert img.mode == "LA" and (np.asarray(img)[..., 1] == 128).all()
 
@@ -248,9 +248,9 @@ def test_outputs_exist_without_force(runner, tiny_model, tmp_path, image_folder,
     before = snapshot(tmp_path)
     clean_failure(invoke(runner, "decompress", codes, recon, "--model", tiny_model), tmp_path, before, 1,
                   recon / "img0005.png")
-    ok(invoke(runner, "decompress", codes, recon, "--model", tiny_model, "--force", "-q"))
+    ok(invoke(runner, "decompress", codes, recon, "--model", tiny_model, "--force", "--quiet"))
     assert Image.open(recon / "img0005.png").size == (28, 28) and len(list(recon.iterdir())) == 12
-    ok(invoke(runner, "compress", image_folder, codes, "--model", tiny_model, "--force", "-q"))
+    ok(invoke(runner, "compress", image_folder, codes, "--model", tiny_model, "--force", "--quiet"))
 
 
 @pytest.mark.parametrize("force", [[], ["--force"]])
@@ -259,7 +259,7 @@ def test_file_or_folder_in_the_way_stops_before_publishing(runner, tiny_model, t
     (image_folder / "sub").mkdir()
     (image_folder / "img0000.png").rename(image_folder / "sub" / "x.png")
     npy = tmp_path / "c.npy"
-    ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "-q"))
+    ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "--quiet"))
     recon = tmp_path / "r"
     recon.mkdir()
     (recon / "sub").write_bytes(b"precious")  # sorts after every img*.png: they would be published first

@@ -48,7 +48,7 @@ def _inputs(root: Path) -> Path:
 
 @pytest.mark.parametrize("name", PAIRS)
 def test_v02_codes_decode_to_the_same_pngs(runner, tmp_path, name):
-    ok(invoke(runner, "decompress", DATA / f"{name}.npy", tmp_path / "out", "-q"))
+    ok(invoke(runner, "decompress", DATA / f"{name}.npy", tmp_path / "out", "--quiet"))
     assert _pngs(tmp_path / "out") == EXPECTED["outputs"][name]
 
 
@@ -66,7 +66,7 @@ def test_v02_inputs_compress_to_the_same_bytes(runner, tmp_path):
         assert _pngs(src / folder) == want, f"the generated {folder} inputs changed: fix _inputs, not the data"
     for name, (folder, options) in PAIRS.items():
         out = tmp_path / f"{name}.npy"
-        ok(invoke(runner, "compress", src / folder, out, *options, "-q"))
+        ok(invoke(runner, "compress", src / folder, out, *options, "--quiet"))
         for suffix in (".npy", ".json"):
             assert out.with_suffix(suffix).read_bytes() == (DATA / name).with_suffix(suffix).read_bytes(), \
                 f"{name}{suffix}"

@@ -23,7 +23,7 @@ from tests.conftest import make_images, write_pngs
 @pytest.fixture
 def codes(runner, tiny_model, tmp_path, image_folder) -> Path:
     npy = tmp_path / "c.npy"
-    ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "-q"))
+    ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "--quiet"))
     return npy
 
 
@@ -90,7 +90,7 @@ def test_manifest_of_numbered_images_stays_small(runner, tiny_model, tmp_path):
     """128 numbered 28x28 images: paths and byte counts are one run and two chunks, whatever N."""
     write_pngs(tmp_path / "in", make_images(128, seed=5))
     npy = tmp_path / "c.npy"
-    ok(invoke(runner, "compress", tmp_path / "in", npy, "--model", tiny_model, "-q"))
+    ok(invoke(runner, "compress", tmp_path / "in", npy, "--model", tiny_model, "--quiet"))
     images = json.loads(npy.with_suffix(".json").read_text())["images"]
     assert images["paths"] == [["img", 0, 128, 4, ".png"]] and [c[0] for c in images["chunks"]] == [64, 64]
     assert npy.with_suffix(".json").stat().st_size < 2048

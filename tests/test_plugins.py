@@ -65,7 +65,7 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_plugin_variant_is_listed_trained_and_used(plugin_site: Path, train_folder: Path, tmp_path: Path):
     listed = run_convae(["models", "plugin-*", "--json"], plugin_site, tmp_path)
     assert listed.returncode == 0, listed.stderr
-    rows = json.loads(listed.stdout)
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]  # JSON Lines: one variant a line
     assert [r["name"] for r in rows] == ["plugin-ae"]
     assert rows[0]["latent_28"] == [2, 14, 14] and rows[0]["pretrained"] is False
 
@@ -76,10 +76,11 @@ def test_plugin_variant_is_listed_trained_and_used(plugin_site: Path, train_fold
     assert weights.is_file()
 
     codes = tmp_path / "codes.npy"
-    done = run_convae(["compress", str(train_folder), str(codes), "--model", str(weights), "-q"], plugin_site, tmp_path)
+    done = run_convae(["compress", str(train_folder), str(codes), "--model", str(weights), "--quiet"], plugin_site,
+                      tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(codes.with_suffix(".json").read_text())["model"]["variant"] == "plugin-ae"
-    back = run_convae(["decompress", str(codes), str(tmp_path / "recon"), "--model", str(weights), "-q"],
+    back = run_convae(["decompress", str(codes), str(tmp_path / "recon"), "--model", str(weights), "--quiet"],
                       plugin_site, tmp_path)
     assert back.returncode == 0, back.stderr
     assert len(list((tmp_path / "recon").glob("*.png"))) == len(list(train_folder.glob("*.png")))
@@ -89,7 +90,7 @@ def test_broken_plugin_warns_and_cli_keeps_working(tmp_path: Path):
     site = make_plugin(tmp_path / "site", "convae_broken_plugin", "raise RuntimeError('boom')\n")
     result = run_convae(["models", "--json"], site, tmp_path)
     assert result.returncode == 0
-    assert "seed" in [r["name"] for r in json.loads(result.stdout)]
+    assert "seed" in [json.loads(line)["name"] for line in result.stdout.splitlines()]
     assert "convae_broken_plugin" in result.stderr and "boom" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

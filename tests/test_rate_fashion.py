@@ -23,7 +23,7 @@ from tests.conftest import FASHION, needs_fashion, write_pngs
 def test_fashion_mnist_rate_and_quantisation_floor(runner, tmp_path):
     weights = tmp_path / "seed.safetensors"
     ok(invoke(runner, "train", "--model", "seed", "--data", f"fashion-mnist:{FASHION}", "--epochs", "2", "--out",
-              weights, "-q"))
+              weights, "--quiet"))
     images = read_idx_images(FASHION / "t10k-images-idx3-ubyte.gz")
     folder = tmp_path / "test"
     write_pngs(folder, images)
@@ -37,7 +37,7 @@ def test_fashion_mnist_rate_and_quantisation_floor(runner, tmp_path):
     ok(e)
     ev = json.loads(e.stdout)
     # the decoded PNGs hold what eval measured
-    ok(invoke(runner, "decompress", npy, tmp_path / "recon", "--model", weights, "-q"))
+    ok(invoke(runner, "decompress", npy, tmp_path / "recon", "--model", weights, "--quiet"))
     decoded = np.stack([np.asarray(Image.open(tmp_path / "recon" / f"img{i:04d}.png")) for i in range(10000)])
     png_psnr = psnr(float(np.mean((decoded / 255.0 - images / 255.0) ** 2)))
     print(f"\nFashion-MNIST test set, seed 2 epochs: {on_disk / 10000:.1f} bytes/image on disk "

@@ -43,7 +43,7 @@ def _compress_shards(runner, src: Path, out: Path, model: Path, n: int, *extra: 
     parts = []
     for k in range(1, n + 1):
         part = out / f"part-{k}.npy"
-        ok(invoke(runner, "compress", src, part, "--model", model, "--shard", f"{k}/{n}", "-q", *extra))
+        ok(invoke(runner, "compress", src, part, "--model", model, "--shard", f"{k}/{n}", "--quiet", *extra))
         parts.append(part)
     return parts
 
@@ -55,7 +55,7 @@ def _manifest(codes: Path) -> dict:
 def _single_and_shards(runner, src: Path, out: Path, model: Path, counts: list[int], *extra: str):
     """`src` compressed whole into OUT/single.npy and in len(counts) shards, checking each shard's image count."""
     single = out / "single.npy"
-    ok(invoke(runner, "compress", src, single, "--model", model, "-q", *extra))
+    ok(invoke(runner, "compress", src, single, "--model", model, "--quiet", *extra))
     parts = _compress_shards(runner, src, out, model, len(counts), *extra)
     assert [_manifest(p)["images"]["count"] for p in parts] == counts
     return single, parts
@@ -85,8 +85,8 @@ def test_merged_shards_decode_as_single_run(runner, tiny_model, tmp_path, job, e
     assert _manifest(merged)["images"]["chunks"] == chunks
     if extra:  # raw chunks are the symbols back to back: the codes are the same, only the chunk list differs
         assert merged.read_bytes() == single.read_bytes()
-    ok(invoke(runner, "decompress", single, tmp_path / "r1", "--model", tiny_model, "-q"))
-    ok(invoke(runner, "decompress", merged, tmp_path / "r2", "--model", tiny_model, "-q"))
+    ok(invoke(runner, "decompress", single, tmp_path / "r1", "--model", tiny_model, "--quiet"))
+    ok(invoke(runner, "decompress", merged, tmp_path / "r2", "--model", tiny_model, "--quiet"))
     assert snapshot(tmp_path / "r1") == snapshot(tmp_path / "r2") and len(snapshot(tmp_path / "r1")) == 25
 
 
@@ -97,12 +97,12 @@ def test_chunk_aligned_shards_merge_byte_identical(runner, tiny_model, tmp_path,
         write_pngs(big_job / "modes", make_images(8, size=12, seed=17))
     single, parts = _single_and_shards(runner, big_job, tmp_path, tiny_model, [64, 64, 74], *extra)
     merged = tmp_path / "merged.npy"
-    ok(invoke(runner, "merge", *parts, merged, "-q"))
+    ok(invoke(runner, "merge", *parts, merged, "--quiet"))
     assert merged.read_bytes() == single.read_bytes()
     assert merged.with_suffix(".json").read_bytes() == single.with_suffix(".json").read_bytes()
     images = _manifest(single)["images"]
     assert [c[0] for c in images["chunks"]] == [64, 56, 8, 62, 2, 6, 4]  # sizes change at 120, 190, 198; 64k cuts
-    ok(invoke(runner, "decompress", merged, tmp_path / "r", "--model", tiny_model, "-q"))
+    ok(invoke(runner, "decompress", merged, tmp_path / "r", "--model", tiny_model, "--quiet"))
     assert len(snapshot(tmp_path / "r")) == 202
 
 
@@ -115,14 +115,14 @@ def test_merge_refuses_incomplete_or_foreign_shards(runner, tiny_model, tmp_path
     other = tmp_path / "other"
     write_pngs(other, make_images(5, seed=3))
     foreign = tmp_path / "foreign-2.npy"
-    ok(invoke(runner, "compress", other, foreign, "--model", tiny_model, "--shard", "2/3", "-q"))
+    ok(invoke(runner, "compress", other, foreign, "--model", tiny_model, "--shard", "2/3", "--quiet"))
     one_line_error(invoke(runner, "merge", parts[0], foreign, parts[2], out), 1, "another job")
     whole = tmp_path / "whole.npy"
-    ok(invoke(runner, "compress", job, whole, "--model", tiny_model, "-q"))
+    ok(invoke(runner, "compress", job, whole, "--model", tiny_model, "--quiet"))
     one_line_error(invoke(runner, "merge", whole, parts[1], out), 1, "not a shard")
     (job / "a" / "img0003.png").write_bytes(b"broken")
     skipped = tmp_path / "skipped-1.npy"
-    assert invoke(runner, "compress", job, skipped, "--model", tiny_model, "--shard", "1/3", "-q",
+    assert invoke(runner, "compress", job, skipped, "--model", tiny_model, "--shard", "1/3", "--quiet",
                   "--on-error", "skip").exit_code == 1
     one_line_error(invoke(runner, "merge", skipped, parts[1], parts[2], out), 1, "every image")
     assert not out.exists() and not out.with_suffix(".json").exists()
@@ -138,12 +138,12 @@ def test_xargs_parallel_shards_with_the_installed_script(tiny_model, tmp_path, b
     assert shutil.which("xargs")
     cmd = [
         "xargs", "-P", "3", "-I", "K", convae, "compress", str(big_job), str(tmp_path / "part-K.npy"),
-        "--shard", "K/3", "--model", str(tiny_model), "-q",
+        "--shard", "K/3", "--model", str(tiny_model), "--quiet",
     ]
     r = subprocess.run(cmd, input="1\n2\n3\n", capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stderr
     parts = [str(tmp_path / f"part-{k}.npy") for k in (1, 2, 3)]
-    r = subprocess.run([convae, "merge", *parts, str(tmp_path / "all.npy"), "-q"], capture_output=True, text=True,
+    r = subprocess.run([convae, "merge", *parts, str(tmp_path / "all.npy"), "--quiet"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr
     single = tmp_path / "single.npy"
