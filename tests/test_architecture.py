@@ -76,3 +76,20 @@ def test_library_imports_form_no_cycle():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_modules_and_functions_stay_small():
+    """Library modules stay under ~350 lines and functions under ~60 (with a little slack)."""
+    too_long = []
+    for name, path in _modules().items():
+        lines = path.read_text().splitlines()
+        if not name.startswith("convae.cli") and len(lines) > 380:
+            too_long.append(f"{name}: {len(lines)} lines")
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 70:
+                too_long.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert too_long == []
+
+
+def test_the_flat_library_keeps_few_top_level_modules():
+    assert len(list((ROOT / "convae").glob("*.py"))) <= 11
