@@ -237,8 +237,9 @@ def train_cmd(
     crop: Annotated[int | None, typer.Option(help="Train on random CROP x CROP patches.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
-    nproc: Annotated[int, typer.Option(help="Launch N data-parallel processes with torchrun (on a CPU, N = cores "
-                                            "with --threads 1 is usually fastest for small models).")] = 1,
+    nproc: Annotated[int, typer.Option(help="Launch N data-parallel processes with torchrun (DDP; on a CPU, N = "
+                                            "cores with --threads 1 is about as fast as one process for small "
+                                            "models).")] = 1,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads per process.")] = None,
     init: Annotated[Path | None, typer.Option(help="Start from these weights (what fits by name and shape).")] = None,
     limit: Annotated[int | None, typer.Option(help="Train on the first N training images only.")] = None,
