@@ -53,7 +53,7 @@ def measure(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            # the command's own process every 10 ms; the tree under it (~0.4 ms a walk) every 100 ms
+            # the command's own process every 10 ms; the tree under it (a slower walk) every 100 ms
             for p in _process_tree(proc.pid) if tick % 10 == 0 else [proc.pid]:
                 peaks[p] = max(peaks.get(p, 0), _high_water_kib(p))
             time.sleep(0.01)
