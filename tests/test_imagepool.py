@@ -161,14 +161,6 @@ def test_the_command_line_makes_the_bytes_the_library_makes(tmp_path, tiny_model
     assert oct(cli.stat().st_mode & 0o777) == oct((tmp_path / "made-by-mkdir").stat().st_mode & 0o777)
 
 
-def test_torch_loading_pauses_the_collector_then_freezes():
-    code = ("import gc\nfrom convae._imports import torch_loading\nwith torch_loading():\n    import torch\n"
-            "    assert not gc.isenabled()\nassert gc.isenabled() and gc.get_freeze_count() > 100000\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-
-
-
 
 def test_no_processes_to_be_had_means_threads(tmp_path, monkeypatch):
     files = write_pngs(tmp_path, make_images(3, seed=8))
