@@ -383,7 +383,7 @@ def _npy_output(command: str, out: Path, usage: str) -> None:
 def compress_cmd(
     paths: Annotated[list[Path], typer.Argument(metavar="INPUT... OUT.npy", show_default=False,
                                                 help="Image files and/or folders, then the output OUT.npy "
-                                                "(its manifest OUT.json is written beside it).")],
+                                                "(one file: codes and manifest).")],
     model: ModelOpt = None,
     quality: QualityOpt = None,
     bits: Annotated[int | None, typer.Option(metavar="N", help="Quantisation bits (default: the model's).")] = None,
@@ -399,7 +399,7 @@ def compress_cmd(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Compress images into OUT.npy (codes) and OUT.json (manifest).
+    """Compress images into one code file OUT.npy (its manifest inside; np.load reads it).
 
     Example: [bold]convae compress images/ out.npy -q 3[/]
     """
@@ -420,7 +420,7 @@ def compress_cmd(
 
 @app.command("decompress")
 def decompress_cmd(
-    codes: Annotated[Path, typer.Argument(metavar="CODES.npy", help="The codes file (its .json manifest beside it).")],
+    codes: Annotated[Path, typer.Argument(metavar="CODES.npy", help="The code file (or a 0.2 .npy with its .json).")],
     out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder for the PNGs.")],
     model: DecoderModelOpt = None,
     batch_size: BatchOpt = 256,

@@ -24,4 +24,4 @@ convae compress "$WORK/images" "$WORK/codes.npy" --model "$WORK/seed.safetensors
 echo "== 4. decompress it"
 convae decompress "$WORK/codes.npy" "$WORK/recon" --model "$WORK/seed.safetensors" --force
 echo "== 5. sizes"
-du -sb "$WORK/images" "$WORK/codes.npy" "$WORK/codes.json" "$WORK/recon"
+du -sb "$WORK/images" "$WORK/codes.npy" "$WORK/recon"

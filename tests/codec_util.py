@@ -12,6 +12,7 @@ import numpy as np
 from convae.cli.app import app
 from PIL import Image
 
+from convae.codec.format import code_array
 from convae.codec.manifest import manifest_checksum
 from tests.conftest import make_images
 
@@ -83,12 +84,24 @@ def mode_images(folder: Path, h: int = 30, w: int = 45) -> dict[str, Path]:
     }
 
 
+def read_manifest(npy: Path) -> dict:
+    """The manifest inside a code file, as a dict."""
+    return json.loads(bytes(np.load(npy, allow_pickle=False)["manifest"]).decode())
+
+
+def write_manifest(npy: Path, text: str | bytes) -> None:
+    """Replace the manifest inside ``npy`` by ``text`` as is (no checksum), keeping its codes."""
+    codes = np.load(npy, allow_pickle=False)["codes"]
+    data = text.encode() if isinstance(text, str) else text
+    np.save(npy, code_array(data, codes))
+
+
 def resign(npy: Path, doc: dict | None = None) -> dict:
-    """Rewrite ``npy``'s manifest (``doc`` or the current one) with the .npy's sha256 and a fresh checksum."""
-    manifest = npy.with_suffix(".json")
-    doc = doc if doc is not None else json.loads(manifest.read_text())
+    """Rewrite ``npy``'s manifest (``doc`` or the current one) with its codes' sha256 and a fresh checksum."""
+    doc = doc if doc is not None else read_manifest(npy)
     if isinstance(doc.get("codes"), dict):
-        doc["codes"]["sha256"] = hashlib.sha256(npy.read_bytes()).hexdigest()
+        codes = np.load(npy, allow_pickle=False)["codes"]
+        doc["codes"]["sha256"] = hashlib.sha256(np.ascontiguousarray(codes).tobytes()).hexdigest()
     doc["checksum"] = manifest_checksum(doc)
-    manifest.write_text(json.dumps(doc))
+    write_manifest(npy, json.dumps(doc))
     return doc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from convae.codec.imagepool import SMALL_IMAGE_BYTES
-from tests.codec_util import gray, invoke, mode_images, ok, one_line_error, save, snapshot
+from tests.codec_util import gray, invoke, mode_images, ok, one_line_error, read_manifest, save, snapshot
 from tests.conftest import make_images, write_pngs
 
 
@@ -39,7 +40,7 @@ def roundtrip(runner, tmp_path: Path, model: Path, *inputs: Path, extra: tuple =
     npy, recon = tmp_path / "codes.npy", tmp_path / "recon"
     ok(invoke(runner, "compress", *inputs, npy, "--model", model, "--quiet", *extra))
     ok(invoke(runner, "decompress", npy, recon, "--model", model, "--quiet"))
-    return npy, recon, json.loads(npy.with_suffix(".json").read_text())
+    return npy, recon, read_manifest(npy)
 
 
 def test_folder_roundtrip_keeps_nested_paths_sizes_and_order(runner, tiny_model, tmp_path):
@@ -105,17 +106,17 @@ def test_common_formats_and_mixed_file_and_folder_inputs(runner, tiny_model, tmp
 def test_npy_is_plain_and_manifest_complete(runner, tiny_model, tmp_path, image_folder):
     npy = tmp_path / "c.npy"
     ok(invoke(runner, "compress", image_folder, npy, "--model", tiny_model, "--quiet"))
-    codes = np.load(npy, allow_pickle=False)
-    doc = json.loads(npy.with_suffix(".json").read_text())
-    from convae.codec.format import file_sha256
+    codes = np.load(npy, allow_pickle=False)["codes"]
+    doc = read_manifest(npy)
     from convae.weightfile import read_weights
 
-    assert doc["format"] == "convae-codes" and doc["version"] == 2
+    assert doc["format"] == "convae-codes" and doc["version"] == 3
     assert doc["model"]["variant"] == "seed" and doc["model"]["sha256"] == read_weights(tiny_model)[2]
     assert doc["quantizer"]["mode"] == "uniform" and doc["quantizer"]["levels"] == 256
     assert len(doc["quantizer"]["lo"]) == len(doc["quantizer"]["hi"]) == 4
     assert doc["coding"] == "ans" and codes.dtype == np.uint8 and codes.ndim == 1
-    assert doc["codes"] == {"sha256": file_sha256(npy), "dtype": "uint8", "shape": [codes.size]}
+    assert doc["codes"] == {"sha256": hashlib.sha256(codes.tobytes()).hexdigest(), "dtype": "uint8",
+                            "shape": [codes.size]}
     assert doc["images"]["count"] == 12 and doc["images"]["groups"] == [[12, 28, 28, "L", False]]
     assert doc["images"]["paths"] == [["img", 0, 12, 4, ".png"]]
     assert doc["images"]["chunks"] == [[12, codes.nbytes]] and "alpha_nbytes" not in doc["images"]
@@ -126,7 +127,7 @@ def test_npy_is_plain_and_manifest_complete(runner, tiny_model, tmp_path, image_
 def test_raw_latents_and_bits(runner, tiny_model, tmp_path, image_folder, bits, dtype):
     extra = ("--raw",) if bits is None else ("--raw", "--bits", bits)
     npy, recon, doc = roundtrip(runner, tmp_path, tiny_model, image_folder, extra=extra)
-    codes = np.load(npy, allow_pickle=False)
+    codes = np.load(npy, allow_pickle=False)["codes"]
     assert codes.shape == (12, 4, 7, 7) and codes.dtype == dtype
     assert doc["coding"] == "raw" and doc["quantizer"]["levels"] == 2 ** (bits or 8)
     assert codes.max() < 2 ** (bits or 8) and len(np.unique(codes)) > 2
@@ -147,7 +148,8 @@ def test_summary_json_quiet_and_table(runner, tiny_model, tmp_path, image_folder
     s = json.loads(r.stdout)
     assert s["images"] == 12 and s["skipped"] == []
     assert s["input_bytes"] == sum(p.stat().st_size for p in image_folder.glob("*.png"))
-    assert s["output_bytes"] == (tmp_path / "a.npy").stat().st_size + (tmp_path / "a.json").stat().st_size
+    assert s["output_bytes"] == (tmp_path / "a.npy").stat().st_size
+    assert not (tmp_path / "a.json").exists()  # one self-contained file
     assert s["bits_per_pixel"] == pytest.approx(8 * s["output_bytes"] / (12 * 28 * 28), abs=1e-3)
     assert s["ratio"] == pytest.approx(s["input_bytes"] / s["output_bytes"], abs=1e-2)
     assert s["images_per_s"] > 0 and s["coding"] == "ans"
@@ -209,7 +211,6 @@ def test_compress_twice_is_byte_identical(runner, tiny_model, tmp_path):
     for name in ("a", "b"):
         ok(invoke(runner, "compress", src, tmp_path / f"{name}.npy", "--model", tiny_model, "--quiet"))
     assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
-    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
 
 
 @pytest.mark.parametrize("large", [False, True])
@@ -285,11 +286,12 @@ def test_info_table_and_json_without_decoding(runner, tiny_model, tmp_path, imag
     info = json.loads(r.stdout)
     from convae.weightfile import read_weights
 
-    assert info["format"] == "convae-codes" and info["version"] == 2 and info["variant"] == "seed"
+    assert info["format"] == "convae-codes" and info["version"] == 3 and info["variant"] == "seed"
     assert info["chunks"] == 2  # the 28x28 images, then the one 45x30
     assert info["weights_sha256"] == read_weights(tiny_model)[2]
     assert info["images"] == 13 and info["sizes"] == ["28x28", "45x30"]
-    assert info["total_bytes"] == npy.stat().st_size + npy.with_suffix(".json").stat().st_size
+    assert info["total_bytes"] == npy.stat().st_size
+    assert sum(i["bytes"] for i in info["per_image"]) == info["codes_bytes"]
     assert info["bits_per_pixel"] == pytest.approx(8 * info["total_bytes"] / (12 * 784 + 45 * 30))
     table = invoke(runner, "info", npy)
     ok(table)
@@ -332,7 +334,7 @@ def test_gray_images_through_an_rgb_model_keep_their_mode(runner, rgb_model, tmp
 def test_quality_picks_the_rate_within_the_models_family(runner, tmp_path, image_folder):
     out = tmp_path / "q.npy"
     ok(invoke(runner, "compress", image_folder, out, "--model", "fm-q3", "--quality", "1", "--quiet"))
-    assert json.loads(out.with_suffix(".json").read_text())["model"]["variant"] == "fm-q1"
+    assert read_manifest(out)["model"]["variant"] == "fm-q1"
     small, big = out.stat().st_size, tmp_path / "q4.npy"
     ok(invoke(runner, "compress", image_folder, big, "--model", "fm-q1", "-q", "4", "--quiet"))
     assert big.stat().st_size > small

@@ -13,7 +13,7 @@ import sys
 import pytest
 from convae.cli.app import DEFAULT_MODEL, QUALITIES, app
 
-from tests.codec_util import invoke, ok, one_line_error
+from tests.codec_util import invoke, ok, one_line_error, read_manifest
 from tests.conftest import make_images, write_pngs
 
 COMMANDS = ("models", "train", "eval", "compress", "decompress", "info", "merge")
@@ -78,7 +78,7 @@ def test_a_number_after_a_flag_is_refused_in_one_line(runner, tmp_path, image_fo
 def test_dash_q_is_the_quality_on_compress_and_eval(runner, tmp_path, image_folder):
     out = tmp_path / "o.npy"
     ok(invoke(runner, "compress", image_folder, out, "--model", "fm-q3", "-q", "1", "--quiet"))
-    assert json.loads(out.with_suffix(".json").read_text())["model"]["variant"] == "fm-q1"
+    assert read_manifest(out)["model"]["variant"] == "fm-q1"
     r = invoke(runner, "eval", "--model", "fm-q3", "-q", "2", "--data", image_folder, "--limit", "4", "--json")
     ok(r)
     assert json.loads(r.stdout)["variant"] == "fm-q2"

@@ -16,7 +16,7 @@ from PIL import Image
 
 from convae.weightfile import read_weights, save_weights
 from convae.zoo import load_model
-from tests.codec_util import invoke, ok, one_line_error, resign, snapshot
+from tests.codec_util import invoke, ok, one_line_error, read_manifest, resign, snapshot, write_manifest
 
 as_root = pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions; the patched tests cover it")
 
@@ -137,49 +137,69 @@ def test_unreadable_image_chmod(runner, tiny_model, tmp_path, image_folder):
 
 
 def test_npy_holding_a_pickle(runner, tiny_model, tmp_path, codes):
-    np.save(codes, np.array([{"evil": 1}, None], dtype=object), allow_pickle=True)
-    resign(codes)  # the sha256 matches, so np.load(allow_pickle=False) is what refuses it
+    """Object arrays, alone or as the codes field beside a manifest, are refused without unpickling."""
+    evil = np.zeros((), [("manifest", np.uint8, (4,)), ("codes", object, (2,))])
+    for array in (np.array([{"evil": 1}, None], dtype=object), evil):
+        np.save(codes, array, allow_pickle=True)
+        before = snapshot(tmp_path)
+        err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", tiny_model), tmp_path,
+                            before, 1, codes)
+        assert "not a convae code file" in err
+        assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("cut", [40, 1])
+def test_truncated_npy(runner, tiny_model, tmp_path, codes, cut):
+    codes.write_bytes(codes.read_bytes()[:-cut])
     before = snapshot(tmp_path)
     err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", tiny_model), tmp_path, before,
                         1, codes)
-    assert "not a valid .npy" in err
+    assert "truncated" in err
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("resigned", [False, True])
-def test_truncated_npy(runner, tiny_model, tmp_path, codes, resigned):
-    codes.write_bytes(codes.read_bytes()[:-40])
-    if resigned:
-        resign(codes)  # past the sha256 check: the array length is what disagrees
+def test_codes_edited_under_a_valid_manifest(runner, tiny_model, tmp_path, codes):
+    data = bytearray(codes.read_bytes())
+    data[-3] ^= 0x10  # one bit of the last chunk's stream
+    codes.write_bytes(bytes(data))
     before = snapshot(tmp_path)
     err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", tiny_model), tmp_path, before,
                         1, codes)
-    assert ("not a valid .npy" in err or "disagree" in err) if resigned else "sha256" in err
-    assert not (tmp_path / "r").exists()
+    assert "sha256 of the codes differs" in err
 
 
 def test_manifest_invalid_json_and_other_version(runner, tiny_model, tmp_path, codes):
-    manifest = codes.with_suffix(".json")
-    good = manifest.read_text()
-    manifest.write_text(good[: len(good) // 2] + "\n")  # hand-edited into invalid JSON
+    good = json.dumps(read_manifest(codes))
+    write_manifest(codes, good[: len(good) // 2] + "\n")  # hand-edited into invalid JSON
     before = snapshot(tmp_path)
     err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", tiny_model), tmp_path, before,
-                        1, manifest)
+                        1, codes)
     assert "not valid JSON" in err
-    one_line_error(invoke(runner, "info", codes), 1, manifest)
+    one_line_error(invoke(runner, "info", codes), 1, codes)
     doc = json.loads(good)
     doc["version"] = 1  # the format before chunks: never released, refused like any other
     resign(codes, doc)
     before = snapshot(tmp_path)
     err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", tiny_model), tmp_path, before,
-                        1, manifest)
-    assert "version 1 is not supported (this convae reads version 2)" in err
-    doc["version"] = 2
+                        1, codes)
+    assert "version 1 is not supported (this convae reads versions 2 and 3)" in err
+    doc["version"] = 2  # a format-2 manifest inside a format-3 file
+    resign(codes, doc)
+    assert "version-2 manifest" in one_line_error(invoke(runner, "decompress", codes, tmp_path / "r"), 1, codes)
+    doc["version"] = 3
     doc["images"]["count"] = 13  # a hand edit without updating the checksum
-    manifest.write_text(json.dumps(doc))
+    write_manifest(codes, json.dumps(doc))
     assert "checksum" in one_line_error(invoke(runner, "decompress", codes, tmp_path / "r", "--model", tiny_model))
-    manifest.unlink()
-    assert "manifest missing" in one_line_error(invoke(runner, "decompress", codes, tmp_path / "r"), 1, manifest)
+    assert not (tmp_path / "r").exists()
+
+
+def test_plain_arrays_and_images_are_not_code_files(runner, tmp_path, image_folder):
+    plain = tmp_path / "plain.npy"
+    np.save(plain, np.zeros(5, np.uint8))
+    assert "no manifest field" in one_line_error(invoke(runner, "decompress", plain, tmp_path / "r"), 1, plain)
+    png = next(image_folder.glob("*.png"))
+    assert "it is a PNG image" in one_line_error(invoke(runner, "info", png), 1, png)
+    assert "is a folder" in one_line_error(invoke(runner, "info", image_folder), 1, image_folder)
     assert not (tmp_path / "r").exists()
 
 
@@ -237,11 +257,6 @@ def test_outputs_exist_without_force(runner, tiny_model, tmp_path, image_folder,
     before = snapshot(tmp_path)
     clean_failure(invoke(runner, "compress", image_folder, codes, "--model", tiny_model), tmp_path, before, 1,
                   "--force")
-    lone = tmp_path / "lone.npy"
-    lone.with_suffix(".json").write_text("{}")  # only the manifest name is taken
-    before = snapshot(tmp_path)
-    clean_failure(invoke(runner, "compress", image_folder, lone, "--model", tiny_model), tmp_path, before, 1,
-                  lone.with_suffix(".json"))
     recon = tmp_path / "r"
     recon.mkdir()
     (recon / "img0005.png").write_bytes(b"precious")
@@ -343,19 +358,17 @@ def test_disk_full_while_decompressing(runner, tiny_model, tmp_path, codes, monk
     assert [p.name for p in recon.iterdir()] == ["keep.txt"]  # no PNG, no staging folder
 
 
-def test_manifest_rename_failing_leaves_no_lone_npy(runner, tiny_model, tmp_path, image_folder, monkeypatch):
-    """The .npy is renamed into place first and the manifest last; if the last step fails, the .npy goes too."""
+def test_failed_rename_over_an_old_output_keeps_it(runner, tiny_model, tmp_path, image_folder, codes, monkeypatch):
+    """With --force, the new file replaces the old one only by the final rename: if that fails, the old one stays."""
     import convae.codec.format
     from convae.errors import OutputError
 
-    real_commit = convae.codec.format.commit
-
     def commit(tmp, path):
-        if path.suffix == ".json":
-            raise OutputError(f"cannot write {path}: simulated")
-        real_commit(tmp, path)
+        raise OutputError(f"cannot write {path}: simulated")
 
     monkeypatch.setattr(convae.codec.format, "commit", commit)
+    old = codes.read_bytes()
     before = snapshot(tmp_path)
-    clean_failure(invoke(runner, "compress", image_folder, tmp_path / "o.npy", "--model", tiny_model), tmp_path,
-                  before, 1, "o.json")
+    clean_failure(invoke(runner, "compress", image_folder, codes, "--model", tiny_model, "--force"), tmp_path,
+                  before, 1, "simulated")
+    assert codes.read_bytes() == old

@@ -27,7 +27,7 @@ from PIL import Image
 
 from convae.codec.manifest import manifest_checksum
 from convae.errors import ConvaeError
-from tests.codec_util import gray, mode_images, save
+from tests.codec_util import gray, mode_images, read_manifest, save
 from tests.conftest import make_images, write_pngs
 
 CASES = 10_000
@@ -134,7 +134,7 @@ def bases(tiny_model, tmp_path_factory) -> list[tuple[bytes, dict]]:
                                                                                                 "bits": 12})):
         npy = root / f"{name}.npy"
         compress([src], npy, model=str(tiny_model), **kw)
-        out.append((npy.read_bytes(), json.loads(npy.with_suffix(".json").read_text())))
+        out.append((npy.read_bytes(), read_manifest(npy)))
     return out
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.codec_util import read_manifest
+
 PLUGIN_CODE = '''
 from torch import nn
 
@@ -79,7 +81,7 @@ def test_plugin_variant_is_listed_trained_and_used(plugin_site: Path, train_fold
     done = run_convae(["compress", str(train_folder), str(codes), "--model", str(weights), "--quiet"], plugin_site,
                       tmp_path)
     assert done.returncode == 0, done.stderr
-    assert json.loads(codes.with_suffix(".json").read_text())["model"]["variant"] == "plugin-ae"
+    assert read_manifest(codes)["model"]["variant"] == "plugin-ae"
     back = run_convae(["decompress", str(codes), str(tmp_path / "recon"), "--model", str(weights), "--quiet"],
                       plugin_site, tmp_path)
     assert back.returncode == 0, back.stderr

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convae.codec.format import open_codes
 from convae.data import read_idx_images
 from convae.metrics import psnr
 from tests.codec_util import invoke, ok
@@ -31,7 +32,7 @@ def test_fashion_mnist_rate_and_quantisation_floor(runner, tmp_path):
     r = invoke(runner, "compress", folder, npy, "--model", weights, "--json")
     ok(r)
     summary = json.loads(r.stdout)
-    on_disk = npy.stat().st_size + npy.with_suffix(".json").stat().st_size
+    on_disk = npy.stat().st_size
     assert summary["images"] == 10000 and summary["output_bytes"] == on_disk and summary["coding"] == "ans"
     e = invoke(runner, "eval", "--model", weights, "--data", f"fashion-mnist:{FASHION}:test", "--json")
     ok(e)
@@ -41,7 +42,7 @@ def test_fashion_mnist_rate_and_quantisation_floor(runner, tmp_path):
     decoded = np.stack([np.asarray(Image.open(tmp_path / "recon" / f"img{i:04d}.png")) for i in range(10000)])
     png_psnr = psnr(float(np.mean((decoded / 255.0 - images / 255.0) ** 2)))
     print(f"\nFashion-MNIST test set, seed 2 epochs: {on_disk / 10000:.1f} bytes/image on disk "
-          f"({npy.stat().st_size / 10000:.1f} codes + {npy.with_suffix('.json').stat().st_size / 10000:.1f} manifest), "
+          f"(manifest {open_codes(npy).manifest_bytes} bytes in all), "
           f"PSNR float {ev['psnr_float']:.3f} dB, 8-bit {ev['psnr']:.3f} dB, decoded PNGs {png_psnr:.3f} dB")
     assert on_disk / 10000 <= 200
     assert ev["psnr_float"] - ev["psnr"] <= 0.3

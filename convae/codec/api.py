@@ -25,7 +25,7 @@ import numpy as np
 from convae._imports import torch_loading
 from convae.atomic import publish, staged_folder
 from convae.codec.chunks import Chunker, Latent, chunk_payload
-from convae.codec.format import CodeWriter, manifest_path, open_codes, symbol_dtype
+from convae.codec.format import CodeWriter, open_codes, symbol_dtype
 from convae.codec.imagepool import ImagePool, written_bytes
 from convae.codec.manifest import ImageEntry, ShardInfo
 from convae.codec.shards import job_inputs, parse_shard
@@ -89,7 +89,7 @@ def compress(
     progress: Progress | None = None,
     quality: int | None = None,
 ) -> Summary:
-    """Compress image files and folders into ``out`` (.npy) and its manifest (.json).
+    """Compress image files and folders into the code file ``out`` (.npy, its manifest inside).
 
     ``quality`` N picks the shipped ``-qN`` variant of ``model``'s family (``zoo.with_quality``).
     """
@@ -172,9 +172,9 @@ class _Encoding:
         """The run's summary, once ``commit`` wrote ``out``."""
         summary = self.summary
         summary.images = len(self.writer.entries)
-        summary.output_bytes = out.stat().st_size + manifest_path(out).stat().st_size
+        summary.output_bytes = out.stat().st_size
         summary.seconds = seconds
-        summary.extra = {"codes": str(out), "manifest": str(manifest_path(out)), "model": self.loaded.source,
+        summary.extra = {"codes": str(out), "model": self.loaded.source,
                          "coding": self.coding, "levels": int(self.q.levels)}
         if self.shard:
             summary.extra["shard"] = f"{self.shard.index}/{self.shard.count}"
@@ -243,7 +243,7 @@ def decompress(
     entries, header = cf.manifest.entries, cf.manifest.header
     names = output_names([e.path for e in entries])
     _check_targets(out_dir, names, force)
-    summary = Summary(input_bytes=src.stat().st_size + manifest_path(src).stat().st_size)
+    summary = Summary(input_bytes=cf.file_bytes)
     pixels = sum(e.width * e.height for e in entries) / max(1, len(entries))
     # the pool inside the staging folder: its writes stop before the folder is cleaned up on a failure
     with staged_folder(out_dir) as stage, ImagePool(3 * pixels) as pool:  # forks its workers before PyTorch loads

@@ -6,15 +6,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from convae.codec.format import manifest_path, open_codes
+from convae.codec.format import CodeFile, open_codes
 from convae.metrics import bits_per_pixel
 
 
 def describe_codes(path: Path) -> dict[str, Any]:
-    """Format version, model, image and chunk counts, sizes, bytes and bits per pixel of a validated code file."""
-    m = open_codes(path).manifest
+    """Format version, model, image and chunk counts, sizes, bytes and bits per pixel of a validated code file,
+    and per image its path, size, mode and bytes (``image_bytes``)."""
+    cf = open_codes(path)
+    m = cf.manifest
     header = m.header
-    total = path.stat().st_size + manifest_path(path).stat().st_size
     pixels = sum(e.width * e.height for e in m.entries)
     sizes = sorted({f"{e.width}x{e.height}" for e in m.entries})
     return {
@@ -30,9 +31,28 @@ def describe_codes(path: Path) -> dict[str, Any]:
         "sizes": sizes if len(sizes) <= 20 else [*sizes[:20], f"... {len(sizes) - 20} more"],
         "modes": sorted({e.mode for e in m.entries}),
         "pixels": pixels,
-        "codes_bytes": path.stat().st_size,
-        "manifest_bytes": manifest_path(path).stat().st_size,
-        "total_bytes": total,
-        "bits_per_pixel": bits_per_pixel(total, pixels),
+        "codes_bytes": m.codes.nbytes if m.version >= 3 else cf.file_bytes - cf.manifest_bytes,
+        "manifest_bytes": cf.manifest_bytes,
+        "total_bytes": cf.file_bytes,
+        "bits_per_pixel": bits_per_pixel(cf.file_bytes, pixels),
         "shard": asdict(header.shard) if header.shard else None,
+        "per_image": image_bytes(cf),
     }
+
+
+def image_bytes(cf: CodeFile) -> list[dict[str, Any]]:
+    """Per image: path, width, height, mode and ``bytes``, its share of its chunk's payload.
+
+    An image's alpha bytes are its own; the chunk's code bytes are split evenly over its images (the
+    first ones get the remainder), which is exact for ``raw`` codes (every image of a chunk has the same
+    latent shape) and an even share of the one ANS stream for ``ans``. The shares add up to the codes."""
+    out: list[dict[str, Any]] = []
+    first = 0
+    for count, nbytes in cf.manifest.chunks:
+        entries = cf.manifest.entries[first : first + count]
+        code = nbytes - sum(e.alpha_nbytes for e in entries)
+        for i, e in enumerate(entries):
+            share = code // count + (i < code % count) + e.alpha_nbytes
+            out.append({"path": e.path, "width": e.width, "height": e.height, "mode": e.mode, "bytes": share})
+        first += count
+    return out

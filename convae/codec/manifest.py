@@ -1,4 +1,4 @@
-"""The manifest of a code file (``OUT.json``), typed: what made the codes, the .npy, the images and chunks.
+"""The manifest of a code file (its ``manifest`` field), typed: what made the codes, the codes, images and chunks.
 
 ``Manifest.from_json`` validates every field a reader uses before anything allocates per image, so a
 hostile manifest fails with ``FormatError``; ``Manifest.to_json`` writes the canonical text with its
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,8 @@ from convae.errors import FormatError
 from convae.images import MAX_PIXELS
 
 MAGIC = "convae-codes"
-VERSION = 2
+VERSION = 3  # what convae writes
+READS = (2, 3)  # what it reads: 2 is a .npy + .json pair, 3 one .npy
 CODINGS = ("ans", "raw")
 DTYPES = ("uint8", "uint16")
 QUANT_MODES = ("uniform", "integer")
@@ -72,11 +74,16 @@ class ShardInfo:
 
 @dataclass(frozen=True)
 class CodesInfo:
-    """The .npy the manifest belongs to: its sha256, dtype and shape."""
+    """The codes the manifest belongs to: their sha256 (format 3: of the codes' bytes; 2: of the .npy), dtype, shape."""
 
     sha256: str
     dtype: str
     shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the codes in bytes."""
+        return math.prod(self.shape) * (1 if self.dtype == "uint8" else 2)
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,13 @@ class Manifest:
         doc["checksum"] = manifest_checksum(doc)
         return json.dumps(doc, separators=(",", ":")) + "\n"
 
+    def check_codes(self, dtype: str, shape: tuple[int, ...], where: object) -> None:
+        """Codes of ``dtype`` and ``shape`` are this manifest's: the same dtype and shape, its chunks' bytes."""
+        if dtype != self.codes.dtype or shape != self.codes.shape:
+            raise FormatError(f"{where}: codes dtype/shape disagree with the manifest")
+        if self.codes.nbytes != sum(nbytes for _, nbytes in self.chunks):
+            raise FormatError(f"{where}: codes length disagrees with the manifest's byte counts")
+
     @classmethod
     def from_json(cls, text: str, where: object) -> Manifest:
         """Parse and validate a manifest: JSON, magic, version, checksum, then every field.
@@ -141,15 +155,15 @@ class Manifest:
             raise FormatError(f"{where}: manifest is not valid JSON") from exc
         if not isinstance(doc, dict) or doc.get("format") != MAGIC:
             raise FormatError(f"{where}: not a convae manifest (no {MAGIC!r} magic)")
-        if doc.get("version") != VERSION or type(doc.get("version")) is not int:
+        if doc.get("version") not in READS or type(doc.get("version")) is not int:
             raise FormatError(
                 f"{where}: manifest format version {doc.get('version')!r:.20} is not supported "
-                f"(this convae reads version {VERSION}); use a matching convae release"
+                f"(this convae reads versions {' and '.join(map(str, READS))}); use a matching convae release"
             )
         if doc.get("checksum") != manifest_checksum(doc):
             raise FormatError(f"{where}: manifest checksum mismatch (edited or corrupt)")
         try:
-            return cls(*_parse(doc))
+            return cls(*_parse(doc), version=doc["version"])
         except ValueError as exc:
             raise FormatError(f"{where}: manifest is malformed ({exc})") from exc
 

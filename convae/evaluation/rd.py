@@ -109,6 +109,7 @@ def convae_families(report: Report, families: dict[str, list[str]], work: Path) 
 def codec_point(model: str, folder: Path, originals: list[np.ndarray], work: Path) -> Point:
     """One convae model's point: real bytes on disk, distortion of the decoded PNGs, seconds per image."""
     from convae.codec.api import compress, decompress
+    from convae.codec.format import open_codes
     from convae.images import output_names
 
     codes, recon_dir = work / "codes.npy", work / "recon"
@@ -120,7 +121,8 @@ def codec_point(model: str, folder: Path, originals: list[np.ndarray], work: Pat
     names = output_names([p.relative_to(root).as_posix() for p in files])
     recons = [read_image(recon_dir / name, channels).pixels for name in names]
     n = len(files)
-    npy, manifest = codes.stat().st_size, codes.with_suffix(".json").stat().st_size
+    manifest = open_codes(codes).manifest_bytes  # npy_bytes: the file without it
+    npy = codes.stat().st_size - manifest
     return Point(8 * (npy + manifest) / enc.pixels, **distortion(originals, recons),
                  encoding_time=enc.seconds / n, decoding_time=dec.seconds / n,
                  setting={"model": model, "npy_bytes": npy, "manifest_bytes": manifest})
