@@ -10,6 +10,7 @@ pixel is decoded. Pillow's own bomb warning is silenced: this stricter check rep
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -26,7 +27,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from convae.atomic import write_bytes
 from convae.errors import DataError
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# Pillow formats a folder scan skips: they need external programs or are stubs without a decoder
+_NOT_SCANNED = frozenset({"EPS", "BUFR", "GRIB", "HDF5", "MPEG", "WMF"})
 MAX_PIXELS = 1 << 26  # 67 M pixels (8192 x 8192); larger declared sizes are refused as bombs
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _GRAY = ("1", "L", "LA", "La", "F", *_SIXTEEN_BIT)
@@ -47,6 +49,13 @@ class Decoded:
     has_alpha: bool
 
 
+@functools.cache
+def image_suffixes() -> frozenset[str]:
+    """File suffixes a folder scan takes: those of every format this Pillow can open (what a file argument takes)."""
+    registered = Image.registered_extensions()
+    return frozenset(ext for ext, fmt in registered.items() if fmt in Image.OPEN and fmt not in _NOT_SCANNED)
+
+
 def find_images(inputs: list[Path]) -> tuple[Path, list[Path]]:
     """Expand files and folders (recursively) into image files sorted by path relative to a root.
 
@@ -57,9 +66,11 @@ def find_images(inputs: list[Path]) -> tuple[Path, list[Path]]:
         if not item.exists():
             raise DataError(f"{item}: no such file or folder")
         if item.is_dir():
-            found = [p for p in item.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file()]
+            suffixes = image_suffixes()
+            found = [p for p in item.rglob("*") if p.suffix.lower() in suffixes and p.is_file()]
             if not found:
-                raise DataError(f"{item}: folder holds no images ({', '.join(EXTENSIONS)})")
+                raise DataError(f"{item}: folder holds no images (no file ending in a suffix Pillow reads, such as "
+                                ".png .jpg .webp .tif .pgm; `python -m PIL.features` lists them)")
             files.extend(found)
         else:
             files.append(item)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convae.images import batched, png_bytes, write_png
+from convae.errors import DataError
+from convae.images import batched, find_images, png_bytes, write_png
 
 
 def test_png_bytes_of_pixels_and_of_an_image_agree():
@@ -38,3 +39,19 @@ def test_batched_by_count_and_by_weight():
     assert list(batched([], 3)) == []
     assert list(batched(iter([5, 1, 1, 9, 2]), 10, weight=lambda v: v, max_weight=6)) == [[5, 1], [1, 9], [2]]
     assert list(batched(range(4), 1)) == [[0], [1], [2], [3]]
+
+
+def test_folder_scans_take_every_suffix_pillow_reads(tmp_path):
+    """.pgm/.ppm/.gif/.tga files in a folder are found like a .png (as they are when named as files)."""
+    sub, empty = tmp_path / "sub", tmp_path / "empty"
+    sub.mkdir()
+    empty.mkdir()
+    g = np.arange(48, dtype=np.uint8).reshape(6, 8)
+    for name in ("a.pgm", "c.gif", "d.tga", "e.png"):
+        Image.fromarray(g).save(sub / name)
+    Image.fromarray(np.dstack([g] * 3)).save(sub / "b.PPM", format="PPM")
+    (sub / "notes.txt").write_text("not an image")
+    root, files = find_images([tmp_path])
+    assert root == tmp_path and [f.name for f in files] == ["a.pgm", "b.PPM", "c.gif", "d.tga", "e.png"]
+    with pytest.raises(DataError, match="holds no images"):
+        find_images([empty])
