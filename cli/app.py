@@ -170,7 +170,7 @@ def _model_config(model: str, known: dict, config: list[str], lmbda: float | Non
     return overrides
 
 
-def _extra_metadata(net: Any, meta: list[str], init: Path | None) -> dict[str, str]:
+def _extra_metadata(net: Any, meta: list[str], init: str | None) -> dict[str, str]:
     """What the weights record beyond training's own: ``--meta KEY=VALUE`` items, and what ``--init`` loaded."""
     extra = dict(item.split("=", 1) for item in meta if "=" in item)
     if len(extra) != len(meta):
@@ -241,7 +241,9 @@ def train_cmd(
                                             "cores with --threads 1 is about as fast as one process for small "
                                             "models).")] = 1,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads per process.")] = None,
-    init: Annotated[Path | None, typer.Option(help="Start from these weights (what fits by name and shape).")] = None,
+    init: Annotated[str | None, typer.Option(metavar="NAME|PATH", help="Start from these weights: a shipped variant "
+                                             "(e.g. photoh-q2) or a .safetensors file; what fits by name and shape.")]
+    = None,
     limit: Annotated[int | None, typer.Option(help="Train on the first N training images only.")] = None,
     lmbda: Annotated[float | None, typer.Option(help="Rate-distortion weight (variants with a rate term).")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Leave out folder images matching this glob.")] = None,

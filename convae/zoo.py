@@ -180,18 +180,32 @@ def _load_exact(model: Autoencoder, state: dict[str, torch.Tensor], what: str) -
         raise WeightsError(f"{what} does not fit variant {model.variant!r}: {first}") from exc
 
 
-def warm_start(model: Autoencoder, path: Path) -> dict[str, str]:
-    """Load the weights at ``path`` into ``model`` to fine-tune from; metadata to record.
+def init_weights(name_or_path: str) -> tuple[Path, str]:
+    """``--init``'s weights file and the name to record: a shipped variant's name, or a file path."""
+    if not is_weights_path(name_or_path):
+        try:
+            found = shipped_weights(name_or_path)
+        except UnknownModelError as exc:
+            raise WeightsError(f"--init {name_or_path}: neither a weights file nor a shipped variant ({exc})") from exc
+        if found is None:
+            raise WeightsError(f"--init {name_or_path}: variant ships no weights; give a .safetensors file")
+        return found, name_or_path
+    if not Path(name_or_path).is_file():
+        raise WeightsError(f"--init: weights file {name_or_path} does not exist")
+    return Path(name_or_path), Path(name_or_path).name
+
+
+def warm_start(model: Autoencoder, path: Path | str) -> dict[str, str]:
+    """Load ``path``'s weights (or a shipped variant's, by name) into ``model`` to fine-tune; what to record.
 
     Weights of the same variant and configuration must fit exactly. Weights of another variant or
     configuration lend every parameter whose name and shape match (e.g. the transforms of ``fm-q3``
     to ``fmh-q3``), never buffers: those hold the calibrated quantiser and entropy-coding state,
     which training fits anew.
     """
-    if not Path(path).is_file():
-        raise WeightsError(f"--init: weights file {path} does not exist")
-    state, meta, sha = read_weights(Path(path))
-    record = {"init_from": Path(path).name, "init_variant": meta["variant"], "init_sha256": sha,
+    path, name = init_weights(str(path))
+    state, meta, sha = read_weights(path)
+    record = {"init_from": name, "init_variant": meta["variant"], "init_sha256": sha,
               "init_train_seconds": meta.get("train_seconds", "")}
     if meta["variant"] != model.variant or _stored_config(meta, path) != model.config:
         own = dict(model.named_parameters())

@@ -49,6 +49,21 @@ def test_init_meta_and_lmbda_are_recorded(runner, train_folder, tmp_path):
     assert misfit.exit_code != 0 and "does not fit" in misfit.output
 
 
+
+def test_init_takes_a_shipped_variant_by_name(runner, train_folder, tmp_path):
+    from convae.zoo import shipped_weights
+
+    out = tmp_path / "w.safetensors"
+    common = ["train", "--data", str(train_folder), "--epochs", "1", "--batch-size", "64", "--limit", "16", "--quiet"]
+    result = runner.invoke(app, [*common, "--model", "fm-q1", "--out", str(out), "--init", "fm-q1"])
+    assert result.exit_code == 0, result.output
+    _, meta, _ = read_weights(out)
+    assert meta["init_from"] == "fm-q1" and meta["init_sha256"] == read_weights(shipped_weights("fm-q1"))[2]
+    for init, message in (("fm-q9", "neither a weights file nor a shipped variant"), ("factorized", "ships no weights"),
+                          ("nothere.safetensors", "does not exist")):
+        bad = runner.invoke(app, [*common, "-m", "fm-q1", "--out", str(tmp_path / "x.safetensors"), "--init", init])
+        assert bad.exit_code == 1 and message in bad.output and len(bad.output.strip().splitlines()) == 1, bad.output
+
 def test_bad_train_and_eval_options_get_one_line_errors(runner, train_folder, tiny_model, tmp_path):
     """Sizes off the stride, --threads/--bits/--limit out of range, a history file in the way: refused cleanly."""
     odd = tmp_path / "odd"
