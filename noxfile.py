@@ -1,4 +1,4 @@
-"""Sessions: tests, lint, demo, bench, rd. Each installs the project from this repo's files."""
+"""Sessions: tests, stress, lint, demo, bench, rd. Each installs the project from this repo's files."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ def tests(session: nox.Session) -> None:
     """Run the test suite (extra pytest arguments pass through)."""
     _install(session)
     session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def stress(session: nox.Session) -> None:
+    """The long reliability runs (docs/RELIABILITY.md): 20,000+ mutated code files, kill -9 trials, memory."""
+    _install(session)
+    session.run("pytest", "-q", "-s", "-m", "stress", *session.posargs)
 
 
 @nox.session(python=PYTHON)
