@@ -1,0 +1,88 @@
+"""Golden vectors: one small code file per shipped family (tests/data/golden/), decoded bit-exactly.
+
+Each ``NAME.npy`` was made by ``convae compress`` from the generated images of
+``tests.test_codec_compat._inputs`` (``gray``: three 28x28 L images; ``rgb``: a 48x40 RGB and an RGBA
+image); expected.json holds the sha256 of those inputs, of every code file and of every decoded PNG.
+The tests decode each file to the same PNGs (also on 1 and on 2 torch threads) and re-encode the inputs
+to the same code bytes. After a deliberate change (new weights, a new format version), regenerate with
+``python scripts/make_golden.py`` and say why in the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.codec_util import invoke, ok
+from tests.test_codec_compat import _inputs, _pngs
+
+DATA = Path(__file__).parent / "data" / "golden"
+JOBS = {  # code file: (input folder, variant), one per shipped family
+    "seed": ("gray", "seed"), "fm": ("gray", "fm-q2"), "fmh": ("gray", "fmh-q2"), "fmc": ("gray", "fmc-q3"),
+    "photo": ("rgb", "photo-q2"), "photoh": ("rgb", "photoh-q2"),
+}
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_golden(out: Path, work: Path) -> dict:
+    """Write every job's code file into ``out`` and return what expected.json records."""
+    from convae.codec.api import compress, decompress
+
+    src = _inputs(work / "in")
+    expected: dict = {"inputs": {f: _pngs(src / f) for f in ("gray", "rgb")}, "codes": {}, "outputs": {}}
+    for name, (folder, variant) in JOBS.items():
+        npy = out / f"{name}.npy"
+        compress([src / folder], npy, model=variant, force=True)
+        decompress(npy, work / name)
+        expected["codes"][name] = _sha(npy)
+        expected["outputs"][name] = _pngs(work / name)
+    return expected
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict:
+    return json.loads((DATA / "expected.json").read_text())
+
+
+def test_golden_files_are_small_and_as_recorded(expected):
+    assert sorted(p.name for p in DATA.glob("*.npy")) == sorted(f"{n}.npy" for n in JOBS)
+    assert sum(p.stat().st_size for p in DATA.iterdir()) < 100_000
+    assert {n: _sha(DATA / f"{n}.npy") for n in JOBS} == expected["codes"]
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_golden_codes_decode_bit_exactly(runner, tmp_path, expected, name):
+    ok(invoke(runner, "decompress", DATA / f"{name}.npy", tmp_path / "out", "--quiet"))
+    assert _pngs(tmp_path / "out") == expected["outputs"][name]
+
+
+def test_golden_decode_is_the_same_on_one_and_two_threads(tmp_path, expected):
+    import torch
+
+    from convae.codec.api import decompress
+
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for name in ("fmc", "photoh"):  # the context model and the default model
+                decompress(DATA / f"{name}.npy", tmp_path / f"{name}-{threads}")
+                assert _pngs(tmp_path / f"{name}-{threads}") == expected["outputs"][name], (name, threads)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_golden_inputs_re_encode_to_the_same_code_bytes(runner, tmp_path, expected):
+    src = _inputs(tmp_path / "in")
+    for folder, want in expected["inputs"].items():
+        assert _pngs(src / folder) == want, f"the generated {folder} inputs changed: fix _inputs, not the data"
+    for name, (folder, variant) in JOBS.items():
+        out = tmp_path / f"{name}.npy"
+        ok(invoke(runner, "compress", src / folder, out, "-m", variant, "--quiet"))
+        assert out.read_bytes() == (DATA / f"{name}.npy").read_bytes(), name
