@@ -177,21 +177,27 @@ def output_names(rels: list[str]) -> list[str]:
     """Relative PNG paths for the inputs' relative paths: ``a.jpg`` -> ``a.png``.
 
     An input that already ends in ``.png`` keeps its name; any other input whose PNG name is
-    taken gets ``a.jpg.png`` (then ``a.jpg.1.png``, ...). Deterministic and clash-free.
+    taken gets ``a.jpg.png`` (then ``a.jpg.1.png``, ...). Names are compared case-folded, so they
+    stay distinct on case-insensitive file systems too (``A.png``, ``a.png`` -> ``A.png``,
+    ``a.png.png``): deterministic, clash-free, the same on every file system.
     """
     bases = [PurePosixPath(r).with_suffix(".png").as_posix() for r in rels]
-    claims = Counter(bases)
-    taken = {b for b, r in zip(bases, rels, strict=True) if claims[b] == 1 or b == r}
+    claims = Counter(b.casefold() for b in bases)
+    owners: dict[str, int] = {}  # case-folded name -> the input keeping it: the first so named, else a sole claimant
+    for i, (r, b) in enumerate(zip(rels, bases, strict=True)):
+        if (b == r or claims[b.casefold()] == 1) and b.casefold() not in owners:
+            owners[b.casefold()] = i
+    taken = set(owners)
     names = []
-    for r, b in zip(rels, bases, strict=True):
-        if claims[b] == 1 or b == r:
+    for i, (r, b) in enumerate(zip(rels, bases, strict=True)):
+        if owners.get(b.casefold()) == i:
             names.append(b)
             continue
-        name, i = r + ".png", 0
-        while name in taken:
-            i += 1
-            name = f"{r}.{i}.png"
-        taken.add(name)
+        name, n = r + ".png", 0
+        while name.casefold() in taken:
+            n += 1
+            name = f"{r}.{n}.png"
+        taken.add(name.casefold())
         names.append(name)
     return names
 

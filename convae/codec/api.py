@@ -285,6 +285,8 @@ def _check_targets(out_dir: Path, names: list[str], force: bool) -> None:
     if not out_dir.exists():
         return
     for folder in sorted({str(p) for n in names for p in PurePosixPath(n).parents} - {"."}):
+        if os.path.islink(out_dir / folder):  # writing through it would put files outside out_dir
+            raise OutputError(f"{out_dir / folder} is a symbolic link; convae writes only inside {out_dir}")
         if os.path.lexists(out_dir / folder) and not (out_dir / folder).is_dir():
             raise OutputError(f"{out_dir / folder} exists and is not a folder; move it away")
     for name in names:
