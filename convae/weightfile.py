@@ -51,6 +51,9 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], s
     state, meta, sha = read_raw(path)
     if meta.get("format") != "convae-weights" or "variant" not in meta:
         raise WeightsError(f"{path} is a safetensors file but not convae weights (no variant metadata)")
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # damaged numbers, or a diverged run: such a model codes garbage
+        raise WeightsError(f"{path}: tensor {bad} holds NaN or infinite values (corrupt, or from a diverged run)")
     return state, meta, sha
 
 
