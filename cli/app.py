@@ -133,14 +133,18 @@ def _models_table(rows: list[dict[str, Any]]) -> None:
     """``convae models`` as a Rich table, the default model marked."""
     from rich.table import Table
 
-    table = Table(title="convae variants", caption="* the default model")
-    for col in ("name", "params", "latent 28x28", "latent 256x256", "in ch", "default bpp", "pretrained"):
-        table.add_column(col)
+    sets = sorted({r["eval_set"] for r in rows if r["eval_set"]})
+    table = Table(title="convae variants", caption="* the default model. bpp, PSNR: measured on "
+                  + ("; ".join(sets) or "-") + ". Pick a rate with -q N, or compress --target-psnr/--max-bpp.")
+    for col in ("name", "quality", "bpp", "PSNR", "ch", "params", "latent 256x256", "weights"):
+        table.add_column(col, no_wrap=col in ("name", "quality"))
     for r in rows:
-        table.add_row(r["name"] + (" *" if r["default"] else ""), f"{r['params']:,}",
-                      "x".join(map(str, r["latent_28"])), "x".join(map(str, r["latent_256"])),
-                      str(r["in_channels"]), f"{r['default_bpp']:.2f}" if r["default_bpp"] is not None else "-",
-                      "yes" if r["pretrained"] else "no")
+        q = r["qualities"]
+        rates = f"{r['quality']} ({q[0]}-{q[-1]})" if len(q) > 1 else str(r["quality"]) if q else "-"
+        table.add_row(r["name"] + (" *" if r["default"] else ""), rates,
+                      f"{r['bpp']:.3f}" if r["bpp"] is not None else "-",
+                      f"{r['psnr']:.2f}" if r["psnr"] is not None else "-", str(r["in_channels"]), f"{r['params']:,}",
+                      "x".join(map(str, r["latent_256"])), "yes" if r["pretrained"] else "no")
     stdout.print(table)
 
 
@@ -394,7 +398,16 @@ def compress_cmd(
     = None,
     on_error: Annotated[Literal["stop", "skip"], typer.Option(help="Stop at an unreadable input, or skip it "
                                                               "(and exit 1).")] = "stop",
-    verify: Annotated[bool, typer.Option("--verify", help="Also report PSNR/SSIM of the reconstructions.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Also report PSNR/SSIM of the reconstructions (decodes "
+                                         "the codes as well: about 1.5x the time).")] = False,
+    gray: Annotated[bool, typer.Option("--gray", help="Code colour images as gray on purpose with a one-channel "
+                                       "model (refused otherwise).")] = False,
+    target_psnr: Annotated[float | None, typer.Option(metavar="DB", help="Pick the lowest quality of the model's "
+                                                      "family whose PSNR over the whole job reaches DB (one quality "
+                                                      "per job; codes the job once per quality tried).")] = None,
+    max_bpp: Annotated[float | None, typer.Option(metavar="X", help="Pick the highest quality of the family whose "
+                                                  "code file stays within X bits per pixel (with --target-psnr: "
+                                                  "the lowest meeting it within X).")] = None,
     batch_size: BatchOpt = 256,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -410,12 +423,21 @@ def compress_cmd(
     *inputs, out = paths
     _npy_output("compress", out, "INPUT... OUT.npy")
     with errors():
+        from functools import partial
+
         from convae.codec.api import compress, parse_shard
 
         k_n = parse_shard(shard)
+        targeted = target_psnr is not None or max_bpp is not None
+        if targeted:
+            if quality is not None:
+                raise fail("give -q N or --target-psnr/--max-bpp, not both", 2)
+            from convae.codec.target import compress_to_target
+
+            compress = partial(compress_to_target, target_psnr=target_psnr, max_bpp=max_bpp)
         summary = _run_codec("compress", compress, inputs, out, model=model, quality=quality, bits=bits, raw=raw,
                              shard=k_n, on_error=on_error, force=force, verify=verify, batch_size=batch_size,
-                             device=device, json_out=json_out, quiet=quiet)
+                             device=device, json_out=json_out, quiet=quiet, gray=gray)
         if summary.skipped:
             raise typer.Exit(1)
 
@@ -489,7 +511,9 @@ def _report(result: dict, title: str, json_out: bool, quiet: bool) -> None:
     if json_out:
         print_json(result)
     elif not quiet:
-        _table(title, {k: v for k, v in result.items() if not isinstance(v, (list, dict))} | result.get("verify", {}))
+        from convae.cli.summary import summary_rows
+
+        _table(title, summary_rows(result))
     if not json_out:  # skipped inputs are errors: listed on stderr even with --quiet
         for item in result.get("skipped", []):
             typer.echo(f"convae: skipped: {' '.join(item['error'].split())}", err=True)

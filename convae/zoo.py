@@ -221,7 +221,7 @@ def warm_start(model: Autoencoder, path: Path | str) -> dict[str, str]:
 
 def describe_models(pattern: str = "*") -> list[dict[str, Any]]:
     """One row per variant matching ``pattern`` (wildcards), naturally sorted (for `convae models`)."""
-    rows = []
+    rows, measured = [], measured_rates()
     for name in list_models(pattern):
         net = create_model(name)
         latent = net.latent_shape(28, 28)
@@ -235,5 +235,19 @@ def describe_models(pattern: str = "*") -> list[dict[str, Any]]:
             "in_channels": net.in_channels,
             "default_bpp": bits * math.prod(latent) / (28 * 28) / net.in_channels if bits else None,
             "pretrained": shipped_weights(name) is not None,
+            **_rates(name, measured),
         })
     return rows
+
+
+def measured_rates() -> dict[str, dict[str, Any]]:
+    """Each shipped variant's bpp and PSNR on its eval set, measured once by ``scripts/measure_zoo.py``."""
+    return json.loads((resources.files("convae") / "weights" / "measured.json").read_text())
+
+
+def _rates(name: str, measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A variant's quality, its family's shipped qualities, and its measured ``bpp``/``psnr`` (None if unmeasured)."""
+    spec, m = get_spec(name), measured.get(name, {})
+    shipped = [s.quality for s in family_variants(spec.family) if shipped_weights(s.name)] if spec.family else []
+    return {"quality": spec.quality, "qualities": shipped, "bpp": m.get("bpp"), "psnr": m.get("psnr"),
+            "eval_set": m.get("eval_set")}

@@ -65,7 +65,7 @@ def test_folder_roundtrip_keeps_nested_paths_sizes_and_order(runner, tiny_model,
 
 def test_every_mode_comes_back_in_its_mode_with_alpha_exact(runner, tiny_model, tmp_path):
     files = mode_images(tmp_path / "in")
-    _npy, recon, doc = roundtrip(runner, tmp_path, tiny_model, tmp_path / "in")
+    _npy, recon, doc = roundtrip(runner, tmp_path, tiny_model, tmp_path / "in", extra=("--gray",))
     groups = doc["images"]["groups"]
     modes = [g[3] for g in groups for _ in range(g[0])]
     assert dict(zip(doc["images"]["paths"], modes, strict=True)) == {p.name: m for m, p in files.items()}
@@ -150,7 +150,7 @@ def test_summary_json_quiet_and_table(runner, tiny_model, tmp_path, image_folder
     assert s["input_bytes"] == sum(p.stat().st_size for p in image_folder.glob("*.png"))
     assert s["output_bytes"] == (tmp_path / "a.npy").stat().st_size
     assert not (tmp_path / "a.json").exists()  # one self-contained file
-    assert s["bits_per_pixel"] == pytest.approx(8 * s["output_bytes"] / (12 * 28 * 28), abs=1e-3)
+    assert s["bpp"] == pytest.approx(8 * s["output_bytes"] / (12 * 28 * 28), abs=1e-3)
     assert s["ratio"] == pytest.approx(s["input_bytes"] / s["output_bytes"], abs=1e-2)
     assert s["images_per_s"] > 0 and s["coding"] == "ans"
     q = invoke(runner, "compress", image_folder, tmp_path / "b.npy", "--model", tiny_model, "--quiet")
@@ -158,7 +158,7 @@ def test_summary_json_quiet_and_table(runner, tiny_model, tmp_path, image_folder
     assert q.stdout == "" and q.stderr == ""
     t = invoke(runner, "compress", image_folder, tmp_path / "c.npy", "--model", tiny_model)
     ok(t)
-    assert "bits_per_pixel" in t.stdout and "images_per_s" in t.stdout
+    assert "bpp" in t.stdout and "images_per_s" in t.stdout
     d = invoke(runner, "decompress", tmp_path / "a.npy", tmp_path / "r", "--model", tiny_model, "--json")
     ok(d)
     assert json.loads(d.stdout)["images"] == 12
@@ -209,7 +209,7 @@ def test_compress_twice_is_byte_identical(runner, tiny_model, tmp_path):
     mode_images(src / "modes")
     write_pngs(src / "plain", make_images(5, seed=9))
     for name in ("a", "b"):
-        ok(invoke(runner, "compress", src, tmp_path / f"{name}.npy", "--model", tiny_model, "--quiet"))
+        ok(invoke(runner, "compress", src, tmp_path / f"{name}.npy", "--model", tiny_model, "--quiet", "--gray"))
     assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
 
 
@@ -233,7 +233,7 @@ def test_decompress_identical_with_one_or_two_threads(tiny_model, tmp_path, larg
     for threads, batch in ((1, 256), (2, 7)):
         npy, recon = tmp_path / f"t{threads}.npy", tmp_path / f"r{threads}"
         common = ["--model", str(tiny_model), "--quiet", "--batch-size", str(batch)]
-        runs = [["compress", str(src), str(npy), *common], ["decompress", str(npy), str(recon), *common]]
+        runs = [["compress", str(src), str(npy), *common, "--gray"], ["decompress", str(npy), str(recon), *common]]
         code = (f"import json, sys, torch; torch.set_num_threads({threads}); assert torch.get_num_threads() == "
                 f"{threads}; from convae.cli.app import app; [app(a, standalone_mode=False) for a in json.loads("
                 "sys.argv[1])]")
@@ -292,10 +292,10 @@ def test_info_table_and_json_without_decoding(runner, tiny_model, tmp_path, imag
     assert info["images"] == 13 and info["sizes"] == ["28x28", "45x30"]
     assert info["total_bytes"] == npy.stat().st_size
     assert sum(i["bytes"] for i in info["per_image"]) == info["codes_bytes"]
-    assert info["bits_per_pixel"] == pytest.approx(8 * info["total_bytes"] / (12 * 784 + 45 * 30))
+    assert info["bpp"] == pytest.approx(8 * info["total_bytes"] / (12 * 784 + 45 * 30))
     table = invoke(runner, "info", npy)
     ok(table)
-    for key in ("version", "variant", "weights_sha256", "images", "chunks", "total_bytes", "bits_per_pixel"):
+    for key in ("version", "variant", "weights_sha256", "images", "chunks", "total_bytes", "bpp"):
         assert key in table.stdout
     one_line_error(invoke(runner, "info", tmp_path / "nope.npy"), 1, "nope.npy")
 

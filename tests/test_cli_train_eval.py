@@ -40,9 +40,9 @@ def test_train_and_eval_on_idx_data(runner, tmp_path: Path):
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert res["images"] == 200 and res["variant"] == "seed"
-    for key in ("mse", "psnr", "ssim", "bits_per_pixel", "mse_float", "psnr_float"):
+    for key in ("mse", "psnr", "ssim", "bpp", "mse_float", "psnr_float"):
         assert np.isfinite(res[key])
-    assert 0 < res["ssim"] <= 1 and res["bits_per_pixel"] > 0
+    assert 0 < res["ssim"] <= 1 and res["bpp"] > 0
     from PIL import Image
 
     assert Image.open(grid).size == (8 * 28, 2 * 28)

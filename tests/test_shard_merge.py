@@ -44,7 +44,7 @@ def _compress_shards(runner, src: Path, out: Path, model: Path, n: int, *extra: 
     parts = []
     for k in range(1, n + 1):
         part = out / f"part-{k}.npy"
-        ok(invoke(runner, "compress", src, part, "--model", model, "--shard", f"{k}/{n}", "--quiet", *extra))
+        ok(invoke(runner, "compress", src, part, "--model", model, "--shard", f"{k}/{n}", "--quiet", "--gray", *extra))
         parts.append(part)
     return parts
 
@@ -56,7 +56,7 @@ def _manifest(codes: Path) -> dict:
 def _single_and_shards(runner, src: Path, out: Path, model: Path, counts: list[int], *extra: str):
     """`src` compressed whole into OUT/single.npy and in len(counts) shards, checking each shard's image count."""
     single = out / "single.npy"
-    ok(invoke(runner, "compress", src, single, "--model", model, "--quiet", *extra))
+    ok(invoke(runner, "compress", src, single, "--model", model, "--quiet", "--gray", *extra))
     parts = _compress_shards(runner, src, out, model, len(counts), *extra)
     assert [_manifest(p)["images"]["count"] for p in parts] == counts
     return single, parts
@@ -116,14 +116,14 @@ def test_merge_refuses_incomplete_or_foreign_shards(runner, tiny_model, tmp_path
     other = tmp_path / "other"
     write_pngs(other, make_images(5, seed=3))
     foreign = tmp_path / "foreign-2.npy"
-    ok(invoke(runner, "compress", other, foreign, "--model", tiny_model, "--shard", "2/3", "--quiet"))
+    ok(invoke(runner, "compress", other, foreign, "--model", tiny_model, "--shard", "2/3", "--quiet", "--gray"))
     one_line_error(invoke(runner, "merge", parts[0], foreign, parts[2], out), 1, "another job")
     whole = tmp_path / "whole.npy"
-    ok(invoke(runner, "compress", job, whole, "--model", tiny_model, "--quiet"))
+    ok(invoke(runner, "compress", job, whole, "--model", tiny_model, "--quiet", "--gray"))
     one_line_error(invoke(runner, "merge", whole, parts[1], out), 1, "not a shard")
     (job / "a" / "img0003.png").write_bytes(b"broken")
     skipped = tmp_path / "skipped-1.npy"
-    assert invoke(runner, "compress", job, skipped, "--model", tiny_model, "--shard", "1/3", "--quiet",
+    assert invoke(runner, "compress", job, skipped, "--model", tiny_model, "--shard", "1/3", "--quiet", "--gray",
                   "--on-error", "skip").exit_code == 1
     one_line_error(invoke(runner, "merge", skipped, parts[1], parts[2], out), 1, "every image")
     assert not out.exists()
@@ -139,7 +139,7 @@ def test_xargs_parallel_shards_with_the_installed_script(tiny_model, tmp_path, b
     assert shutil.which("xargs")
     cmd = [
         "xargs", "-P", "3", "-I", "K", convae, "compress", str(big_job), str(tmp_path / "part-K.npy"),
-        "--shard", "K/3", "--model", str(tiny_model), "--quiet",
+        "--shard", "K/3", "--model", str(tiny_model), "--quiet", "--gray",
     ]
     r = subprocess.run(cmd, input="1\n2\n3\n", capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stderr
@@ -148,7 +148,8 @@ def test_xargs_parallel_shards_with_the_installed_script(tiny_model, tmp_path, b
                        timeout=300)
     assert r.returncode == 0, r.stderr
     single = tmp_path / "single.npy"
-    r = subprocess.run([convae, "compress", str(big_job), str(single), "--model", str(tiny_model), "--json"],
+    r = subprocess.run([convae, "compress", str(big_job), str(single), "--model", str(tiny_model), "--json",
+                        "--gray"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and json.loads(r.stdout)["images"] == 202
     assert (tmp_path / "all.npy").read_bytes() == single.read_bytes()

@@ -33,6 +33,8 @@ from convae.errors import DataError, FormatError, OutputError, UsageError
 from convae.images import Decoded, batched, output_names, to_channels
 
 Progress = Callable[[int, int], None]  # (images just done, images in the run)
+COLOUR_MODEL = "photoh-q2"  # zoo.DEFAULT_MODEL, named in the refusal of colour images (no zoo import here)
+GRAY_TOLERANCE = 2  # channel spread (of 255) up to which an RGB image counts as gray: lossy formats' rounding
 MAX_BATCH_PIXELS = 1 << 22  # pixels per forward pass: bounds activation memory for large images
 __all__ = ["Summary", "compress", "decompress", "parse_shard"]  # parse_shard: for the CLI
 
@@ -48,15 +50,18 @@ class Summary:
     seconds: float = 0.0
     skipped: list[dict[str, str]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    decoded: bool = False  # a decompress run: the code file is the input, not the output
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict with derived rates."""
+        """Plain JSON-ready dict with derived rates, in the code file's frame either way: ``bpp`` is the code
+        file's bits per image pixel and ``ratio`` the image files' bytes over the code file's."""
+        code, images = (self.input_bytes, self.output_bytes) if self.decoded else (self.output_bytes, self.input_bytes)
         return {
             "images": self.images,
             "input_bytes": self.input_bytes,
             "output_bytes": self.output_bytes,
-            "bits_per_pixel": round(8 * self.output_bytes / self.pixels, 4) if self.pixels else None,
-            "ratio": round(self.input_bytes / self.output_bytes, 3) if self.output_bytes else None,
+            "bpp": round(8 * code / self.pixels, 4) if self.pixels else None,
+            "ratio": round(images / code, 3) if code else None,
             "seconds": round(self.seconds, 3),
             "images_per_s": round(self.images / self.seconds, 1) if self.seconds else None,
             "skipped": self.skipped,
@@ -88,10 +93,13 @@ def compress(
     device: str = "cpu",
     progress: Progress | None = None,
     quality: int | None = None,
+    gray: bool = False,
 ) -> Summary:
     """Compress image files and folders into the code file ``out`` (.npy, its manifest inside).
 
-    ``quality`` N picks the shipped ``-qN`` variant of ``model``'s family (``zoo.with_quality``).
+    ``quality`` N picks the shipped ``-qN`` variant of ``model``'s family (``zoo.with_quality``). A colour
+    image (three channels that differ somewhere) is refused by a one-channel model unless ``gray``: then it
+    is coded as gray on purpose, and the summary counts it (``colour_as_gray``).
     """
     if on_error not in ("stop", "skip"):
         raise UsageError(f"--on-error {on_error!r}: use stop or skip")
@@ -103,7 +111,7 @@ def compress(
     try:
         with ImagePool(_typical_file_size(files)) as pool:
             reads = pool.read(files)  # starts reading now: PyTorch loads below while the first files decode
-            run = _Encoding(writer, device, verify, shard_info)
+            run = _Encoding(writer, device, verify, shard_info, gray)
             run.load(model, quality, bits, raw)
             items = zip(range(first, first + len(files)), files, rels, reads, strict=True)
             run.encode(pool, items, len(files), batch_size, on_error == "stop", progress)
@@ -116,8 +124,9 @@ def compress(
 class _Encoding:
     """One compress run past its inputs: the model, quantiser and coder, and the images coded so far."""
 
-    def __init__(self, writer: CodeWriter, device: str, verify: bool, shard: ShardInfo | None) -> None:
-        self.writer, self.device, self.verify, self.shard = writer, device, verify, shard
+    def __init__(self, writer: CodeWriter, device: str, verify: bool, shard: ShardInfo | None, gray: bool) -> None:
+        self.writer, self.device, self.verify, self.shard, self.gray = writer, device, verify, shard, gray
+        self.as_gray = 0  # colour images coded as gray (``gray``)
         self.summary = Summary()
         self.stats: dict[str, float] = defaultdict(float)  # verify's running sums
         self.latent_shapes: set[tuple[int, ...]] = set()
@@ -147,7 +156,7 @@ class _Encoding:
             for batch in batched(items, batch_size, _read_pixels, MAX_BATCH_PIXELS):
                 if not pool.reading():  # every file read: the workers need no cores of their own
                     all_cores()
-                good = _readable(batch, self.net.in_channels, self.no_alpha, stop, self.summary.skipped)
+                good = _readable(batch, self, stop)
                 symbols, recon = mi.encode_batch(self.net, self.q, [d for _, _, d, _ in good], self.device,
                                                  self.verify)
                 self.latent_shapes.update(_queue_codes(self.chunker, good, symbols, self.summary))
@@ -174,34 +183,62 @@ class _Encoding:
         summary.images = len(self.writer.entries)
         summary.output_bytes = out.stat().st_size
         summary.seconds = seconds
-        summary.extra = {"codes": str(out), "model": self.loaded.source,
-                         "coding": self.coding, "levels": int(self.q.levels)}
+        report = self.mi.verify_report(self.stats) if self.verify else None
+        summary.extra = {"codes": str(out), "model": self.loaded.source, "quality": _quality(self.loaded),
+                         "coding": self.coding, "psnr": report["psnr_of_mean_mse"] if report else None}
+        if self.gray:
+            summary.extra["colour_as_gray"] = self.as_gray
         if self.shard:
             summary.extra["shard"] = f"{self.shard.index}/{self.shard.count}"
-        if self.verify:
-            summary.extra["verify"] = self.mi.verify_report(self.stats)
+        if report:
+            summary.extra["verify"] = report
         return summary
 
 
-def _readable(batch: list[tuple], channels: int, no_alpha: str | None, stop: bool,
-              skipped: list[dict[str, str]]) -> list[tuple]:
-    """``(index, rel, decoded, size)`` for the batch's images that can be coded, fitted to ``channels``.
+def _quality(loaded: Any) -> int | None:
+    """The quality number (``-qN``) of the loaded model's variant; None for a single-rate variant."""
+    from convae.registry import get_spec
+    from convae.registry.errors import UnknownModelError
 
-    The others raise their ``DataError`` (``stop``) or are added to ``skipped``. ``no_alpha`` names
-    the option that makes images with transparency uncodable (None: they are fine).
+    try:
+        return get_spec(loaded.model.variant).quality
+    except UnknownModelError:
+        return None
+
+
+def _readable(batch: list[tuple], run: _Encoding, stop: bool) -> list[tuple]:
+    """``(index, rel, decoded, size)`` for the batch's images that ``run`` can code, fitted to its model's channels.
+
+    The others raise their ``DataError`` (``stop``) or are added to the run's skipped list: images with
+    transparency when the coding cannot keep it (``run.no_alpha`` names the option), colour images for a
+    one-channel model unless ``run.gray``.
     """
-    good = []
+    good, channels = [], run.net.in_channels
     for index, path, rel, (d, size) in batch:
-        if isinstance(d, Decoded) and no_alpha and d.alpha is not None:
-            d = DataError(f"{path}: has transparency, which uncoded symbols cannot keep; drop {no_alpha} "
+        if isinstance(d, Decoded) and run.no_alpha and d.alpha is not None:
+            d = DataError(f"{path}: has transparency, which uncoded symbols cannot keep; drop {run.no_alpha} "
                           "(entropy-coded files keep it)")
+        if isinstance(d, Decoded) and channels == 1 and is_colour(d.pixels):
+            if not run.gray:
+                d = DataError(f"{path}: a colour image, but {run.loaded.source} codes gray only; use a colour "
+                              f"model (e.g. --model {COLOUR_MODEL}), or pass --gray to code it as gray")
+            else:
+                run.as_gray += 1
         if isinstance(d, DataError):
             if stop:
                 raise d
-            skipped.append({"path": str(path), "error": str(d)})
+            run.summary.skipped.append({"path": str(path), "error": str(d)})
         else:
             good.append((index, rel, to_channels(d, channels), size))
     return good
+
+
+def is_colour(pixels: np.ndarray) -> bool:
+    """True when ``(H, W, C)`` uint8 pixels hold colour: three channels that differ by more than
+    ``GRAY_TOLERANCE`` somewhere. An RGB file whose channels are equal is gray (a one-channel model codes it
+    exactly as its gray version), and so is one within the tolerance: a gray picture saved as WebP (which
+    has no gray mode) comes back with channels 1 level apart; a colour photo's differ by tens."""
+    return pixels.shape[2] == 3 and int((pixels.max(axis=2) - pixels.min(axis=2)).max(initial=0)) > GRAY_TOLERANCE
 
 
 def _queue_codes(chunker: Chunker[Latent], good: list[tuple], symbols: list[np.ndarray],
@@ -243,7 +280,7 @@ def decompress(
     entries, header = cf.manifest.entries, cf.manifest.header
     names = output_names([e.path for e in entries])
     _check_targets(out_dir, names, force)
-    summary = Summary(input_bytes=cf.file_bytes)
+    summary = Summary(input_bytes=cf.file_bytes, decoded=True)
     pixels = sum(e.width * e.height for e in entries) / max(1, len(entries))
     # the pool inside the staging folder: its writes stop before the folder is cleaned up on a failure
     with staged_folder(out_dir) as stage, ImagePool(3 * pixels) as pool:  # forks its workers before PyTorch loads

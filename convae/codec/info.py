@@ -34,7 +34,7 @@ def describe_codes(path: Path) -> dict[str, Any]:
         "codes_bytes": m.codes.nbytes if m.version >= 3 else cf.file_bytes - cf.manifest_bytes,
         "manifest_bytes": cf.manifest_bytes,
         "total_bytes": cf.file_bytes,
-        "bits_per_pixel": bits_per_pixel(cf.file_bytes, pixels),
+        "bpp": bits_per_pixel(cf.file_bytes, pixels),
         "shard": asdict(header.shard) if header.shard else None,
         "per_image": image_bytes(cf),
     }

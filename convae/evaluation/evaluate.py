@@ -96,7 +96,7 @@ class _Tally:
         return {"images": n, "levels": int(self.q.levels), "coding": "ans" if self.coder else "raw",
                 "mse_float": f["mse"], "psnr_float": f["psnr"], "mse": d["mse"], "psnr": d["psnr"],
                 "mean_psnr": d["mean_psnr"], "ssim": d["ssim"], "bytes_per_image": self.bytes / n,
-                "bits_per_pixel": bits_per_pixel(self.bytes, self.pixels)}
+                "bpp": bits_per_pixel(self.bytes, self.pixels)}
 
 
 def write_grid(pairs: list[torch.Tensor], path: Path) -> None:
