@@ -57,5 +57,10 @@ class Autoencoder(nn.Module):
             return None
         return EntropyCoder(q.freqs.cpu().numpy())
 
+    def rate_points(self) -> Iterator[None]:
+        """Set each rate the model codes at in turn (one here; variable-rate models have several): calibration
+        fits the quantiser to the latents of all of them."""
+        yield
+
     def fit_side(self, latents: Callable[[], Iterator[Tensor]]) -> None:
         """Calibrate entropy-model state beyond the quantiser from ``latents()`` (float latents); none here."""
