@@ -2,7 +2,8 @@
 
 Modes: 1, L, LA, P, PA, RGB, RGBA, CMYK, YCbCr, I;16 (and variants), I, F. EXIF orientation is
 applied. Alpha is split off (kept losslessly by the codec); 16-bit images are coded at 8 bits
-and written back as 16-bit. PNG cannot hold CMYK, so CMYK images come back as RGB.
+and written back as 16-bit. PNG cannot hold CMYK, so CMYK images come back as RGB. What coding
+drops is warned about by name: frames after the first (GIF, APNG, TIFF), an ICC profile.
 
 Images declaring more than ``MAX_PIXELS`` pixels are refused as decompression bombs before any
 pixel is decoded. Pillow's own bomb warning is silenced: this stricter check replaces it.
@@ -88,6 +89,7 @@ def read_image(path: Path, channels: int | None = None) -> Decoded:
     grayscale modes, else 3 (``to_channels`` converts them later, to the same pixels)."""
     with _open(path) as img:
         try:
+            _warn_dropped(path, img)
             img.load()
             ImageOps.exif_transpose(img, in_place=True)  # no copy of images that need no rotation
         except MemoryError as exc:
@@ -95,6 +97,16 @@ def read_image(path: Path, channels: int | None = None) -> Decoded:
         except Exception as exc:  # Pillow's decoders raise many types (OSError, SyntaxError, struct.error...)
             raise DataError(f"{path}: cannot decode image ({_reason(exc)})") from exc
         return _split(img, channels)
+
+
+def _warn_dropped(path: Path, img: Image.Image) -> None:
+    """Warn (one line, naming the file) about what coding drops: frames after the first, an ICC profile."""
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        warnings.warn(f"{path}: has {frames} frames; only the first is coded", stacklevel=3)
+    if img.info.get("icc_profile"):
+        warnings.warn(f"{path}: its ICC colour profile is dropped (pixels are coded as stored; the PNG is untagged)",
+                      stacklevel=3)
 
 
 def _reason(exc: BaseException) -> str:
