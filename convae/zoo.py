@@ -112,6 +112,16 @@ def with_quality(name: str | None, quality: int) -> str:
     return shipped[quality]
 
 
+def load_at_quality(name: str | None, quality: int | None) -> LoadedModel:
+    """``load_model`` at ``quality``: a shipped family's ``-qN`` variant, or a variable-rate model's ``-q 0..100``."""
+    if quality is not None and name is not None and (is_weights_path(name) or get_spec(name).family is None):
+        loaded = load_model(name)
+        if hasattr(loaded.model, "set_quality"):
+            loaded.model.set_quality(quality)
+            return loaded
+    return load_model(name if quality is None else with_quality(name, quality))
+
+
 def retired_weights(sha256: str) -> dict[str, str] | None:
     """``{"variant", "shipped_in"}`` if weights with this sha256 once shipped and were since replaced."""
     table = json.loads((resources.files("convae") / "weights" / "retired.json").read_text())

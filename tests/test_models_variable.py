@@ -11,6 +11,7 @@ from convae.registry import create_model
 
 from convae.models.variable import DEFAULT_LEVEL, LEVELS, level_lmbda
 from convae.zoo import load_model, warm_start
+from tests.codec_util import invoke, ok, one_line_error, read_manifest, resign
 from tests.conftest import check_chunk_round_trip, make_images, train_tiny, write_pngs
 
 TINY = {"in_channels": 1, "n": 8, "m": 4, "depth": 2, "hyper": 8, "z_channels": 4}
@@ -74,3 +75,26 @@ def test_calibration_covers_every_level_and_coding_is_bit_exact(tiny_variable):
             y = torch.round(net.encode(x))
         assert bool((y.amax(dim=(0, 2, 3)) <= hi + 1).all())  # the range fitted over all levels holds level 8
         check_chunk_round_trip(net, sizes=((28, 4), (4, 1)))
+
+
+def test_quality_0_to_100_sets_the_level_the_manifest_records(runner, tiny_variable, tmp_path):
+    folder = tmp_path / "in"
+    write_pngs(folder, make_images(6, seed=11))
+    sizes = {}
+    for q in (10, 60, 100):
+        out = tmp_path / f"q{q}.npy"
+        ok(invoke(runner, "compress", folder, out, "-m", tiny_variable, "-q", q, "--quiet"))
+        assert read_manifest(out)["model"]["level"] == pytest.approx(8 * q / 100)
+        ok(invoke(runner, "decompress", out, tmp_path / f"r{q}", "-m", tiny_variable, "--quiet"))
+        sizes[q] = out.stat().st_size
+    assert sizes[10] < sizes[60] < sizes[100]
+    again = tmp_path / "again.npy"
+    ok(invoke(runner, "compress", folder, again, "-m", tiny_variable, "-q", 60, "--quiet"))
+    assert again.read_bytes() == (tmp_path / "q60.npy").read_bytes()
+    assert "takes 0 to 100" in one_line_error(invoke(runner, "compress", folder, tmp_path / "x.npy", "-m",
+                                                     tiny_variable, "-q", 101))
+    doc = read_manifest(again)
+    del doc["model"]["level"]
+    resign(again, doc)
+    err = one_line_error(invoke(runner, "decompress", again, tmp_path / "bad", "-m", tiny_variable), 1)
+    assert "names no rate level" in err and not (tmp_path / "bad").exists()

@@ -135,10 +135,10 @@ class _Encoding:
         """Import PyTorch, then load the model, its quantiser and its coder."""
         with torch_loading():  # deliberately late: see the module docstring
             from convae.codec import inference as mi
-            from convae.zoo import load_model, with_quality
+            from convae.zoo import load_at_quality
 
         self.mi = mi
-        self.loaded = load_model(model if quality is None else with_quality(model, quality))
+        self.loaded = load_at_quality(model, quality)
         self.net = mi.on_device(self.loaded, self.device)
         self.q = mi.select_quantizer(self.net, bits).to(self.device)
         self.coder = None if raw else self.net.entropy_coder(self.q)

@@ -86,7 +86,8 @@ def model_header(loaded: LoadedModel, q: Quantizer, coding: str, shard: ShardInf
     model = loaded.model
     spec = QuantizerSpec("integer" if int(q.mode) == INTEGER else "uniform", int(q.levels),
                          tuple(float(v) for v in q.lo.tolist()), tuple(float(v) for v in q.hi.tolist()))
-    return Header(ModelRef(model.variant, loaded.source, loaded.sha256), spec, coding, shard)
+    level = getattr(model, "level", None)  # a variable-rate model's rate, recorded so decoding uses the same
+    return Header(ModelRef(model.variant, loaded.source, loaded.sha256, level), spec, coding, shard)
 
 
 def decoder_model(want: ModelRef, model: str | None) -> LoadedModel:
@@ -115,6 +116,20 @@ def decoder_model(want: ModelRef, model: str | None) -> LoadedModel:
             f"{made_with} (weights sha256 {want.sha256[:12]}…); {loaded.source} has sha256 "
             f"{loaded.sha256[:12]}… — pass --model with the weights that made them"
         )
+    return with_level(loaded, want)
+
+
+def with_level(loaded: LoadedModel, want: ModelRef) -> LoadedModel:
+    """``loaded`` set to the rate level the manifest names: required for a variable-rate model, refused otherwise."""
+    variable = hasattr(loaded.model, "set_level")
+    if variable != (want.level is not None):
+        raise FormatError(f"the manifest {'names no' if variable else 'names a'} rate level for "
+                          f"{want.variant}, which {'codes at several' if variable else 'has one rate'}: corrupt")
+    if variable:
+        try:
+            loaded.model.set_level(want.level)
+        except ValueError as exc:
+            raise FormatError(f"manifest: {exc} of {want.variant}") from exc
     return loaded
 
 

@@ -45,11 +45,13 @@ class ImageEntry:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """The model that made the codes: registry variant, what ``--model`` was, and the weights' sha256."""
+    """The model that made the codes: registry variant, what ``--model`` was, the weights' sha256, and the
+    rate level of a variable-rate model (None for the others)."""
 
     variant: str
     source: str | None
     sha256: str
+    level: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ class Header:
         """The header's manifest fields, in file order."""
         m, q = self.model, self.quantizer
         doc: dict[str, Any] = {
-            "model": {"variant": m.variant, "source": m.source, "sha256": m.sha256},
+            "model": {"variant": m.variant, "source": m.source, "sha256": m.sha256,
+                      **({"level": m.level} if m.level is not None else {})},
             "quantizer": {"mode": q.mode, "levels": q.levels, "lo": list(q.lo), "hi": list(q.hi)},
             "coding": self.coding,
         }
@@ -213,7 +216,9 @@ def _parse(doc: dict[str, Any]) -> tuple[Header, CodesInfo, tuple[ImageEntry, ..
     """A manifest's parts, checked in file order; raises ``ValueError`` naming the first bad field."""
     model, q = doc.get("model"), doc.get("quantizer")
     _check(isinstance(model, dict) and _is_str(model.get("variant"), 200) and _is_str(model.get("sha256"), 64)
-           and (model.get("source") is None or _is_str(model["source"])), "model")
+           and (model.get("source") is None or _is_str(model["source"]))
+           and (model.get("level") is None or (type(model["level"]) in (int, float) and 0 <= model["level"] <= 1e3)),
+           "model")
     _check(isinstance(q, dict) and q.get("mode") in QUANT_MODES and _is_int(q.get("levels"), 1, 1 << 16)
            and _is_numbers(q.get("lo")) and _is_numbers(q.get("hi")), "quantizer")
     _check(doc.get("coding") in CODINGS, "coding")
@@ -224,7 +229,8 @@ def _parse(doc: dict[str, Any]) -> tuple[Header, CodesInfo, tuple[ImageEntry, ..
     _check(isinstance(shape, list) and 1 <= len(shape) <= 4 and all(_is_int(v) for v in shape), "codes.shape")
     shard = _shard(doc.get("shard"))
     _check(isinstance(doc.get("images"), dict), "images")
-    header = Header(ModelRef(model["variant"], model.get("source"), model["sha256"]),
+    level = None if model.get("level") is None else float(model["level"])
+    header = Header(ModelRef(model["variant"], model.get("source"), model["sha256"], level),
                     QuantizerSpec(q["mode"], q["levels"], tuple(q["lo"]), tuple(q["hi"])), doc["coding"], shard)
     return (header, CodesInfo(codes["sha256"], codes["dtype"], tuple(shape)), *_images(doc["images"]))
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+from convae.errors import UsageError
 from convae.models.hyperprior import HyperpriorAutoencoder
 from convae.registry import register_model
 
@@ -47,6 +48,12 @@ class VariableRateHyperprior(HyperpriorAutoencoder):
             raise ValueError(f"level {t} is outside 0..{LEVELS - 1}")
         self.level = float(t)
         self.lmbda = level_lmbda(self.level)
+
+    def set_quality(self, quality: float) -> None:
+        """``-q 0..100`` as in JPEG/WebP: level ``8 * quality / 100`` (0: fewest bytes, 100: best quality)."""
+        if not 0 <= quality <= 100:
+            raise UsageError(f"--quality {quality}: {self.variant or 'a variable-rate model'} takes 0 to 100")
+        self.set_level((LEVELS - 1) * quality / 100)
 
     def _gain(self, table: Tensor) -> Tensor:
         """``exp`` of the log-gains at the current level, interpolated, shaped ``(1, m, 1, 1)``."""
