@@ -35,6 +35,7 @@ def describe_codes(path: Path) -> dict[str, Any]:
         "manifest_bytes": cf.manifest_bytes,
         "total_bytes": cf.file_bytes,
         "bpp": bits_per_pixel(cf.file_bytes, pixels),
+        "bits_per_pixel": bits_per_pixel(cf.file_bytes, pixels),  # 0.2's name, kept: tests/test_codec_compat.py
         "shard": asdict(header.shard) if header.shard else None,
         "per_image": image_bytes(cf),
     }
