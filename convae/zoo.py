@@ -95,6 +95,14 @@ def shipped_weights(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def shipped_qualities(name: str) -> dict[int, str]:
+    """Quality -> variant name of every shipped rate of ``name``'s family, ascending (empty for a single rate)."""
+    family = get_spec(name).family
+    if family is None:
+        return {}
+    return {s.quality: s.name for s in family_variants(family) if shipped_weights(s.name)}
+
+
 def with_quality(name: str | None, quality: int) -> str:
     """The shipped variant of ``name``'s family (the default model's if None) at rate ``quality``.
 
@@ -106,7 +114,7 @@ def with_quality(name: str | None, quality: int) -> str:
     family = get_spec(name).family
     if family is None:
         raise UsageError(f"--quality: {name!r} has one rate only (no -qN variants)")
-    shipped = {s.quality: s.name for s in family_variants(family) if shipped_weights(s.name)}
+    shipped = shipped_qualities(name)
     if quality not in shipped:
         raise UsageError(f"--quality {quality}: {family} ships qualities {', '.join(map(str, shipped))}")
     return shipped[quality]

@@ -121,7 +121,7 @@ def decoder_model(want: ModelRef, model: str | None) -> LoadedModel:
 
 def with_level(loaded: LoadedModel, want: ModelRef) -> LoadedModel:
     """``loaded`` set to the rate level the manifest names: required for a variable-rate model, refused otherwise."""
-    variable = hasattr(loaded.model, "set_level")
+    variable = getattr(loaded.model, "level", None) is not None  # as model_header records it
     if variable != (want.level is not None):
         raise FormatError(f"the manifest {'names no' if variable else 'names a'} rate level for "
                           f"{want.variant}, which {'codes at several' if variable else 'has one rate'}: corrupt")

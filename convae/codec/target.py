@@ -24,14 +24,14 @@ from convae.errors import OutputError, UsageError
 
 def family_qualities(model: str | None) -> tuple[str, list[int]]:
     """The model's family variant name and its shipped qualities, ascending (refused for a weights file)."""
-    from convae.registry import family_variants, get_spec
-    from convae.zoo import DEFAULT_MODEL, is_weights_path, shipped_weights
+    from convae.zoo import DEFAULT_MODEL, is_weights_path, shipped_qualities
 
     name = model or DEFAULT_MODEL
-    if is_weights_path(name) or get_spec(name).family is None:
+    qualities = [] if is_weights_path(name) else list(shipped_qualities(name))
+    if not qualities:
         raise UsageError(f"--target-psnr/--max-bpp pick a quality of a shipped family (e.g. {DEFAULT_MODEL}); "
                          f"{name!r} has one rate only")
-    return name, [s.quality for s in family_variants(get_spec(name).family) if shipped_weights(s.name)]
+    return name, qualities
 
 
 def compress_to_target(inputs: list[Path], out: Path, model: str | None = None, target_psnr: float | None = None,
