@@ -45,7 +45,7 @@ for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1
     fmh-q3 fmh-q4 fmh-q5 fmc-q4-ctx fmc-q5-r1 fmc-q3-ctx fmc-q2-ctx fmc-q5-ctx fmc-q1-ctx \
     fmc-q5 fmc-q4 fmc-q3 fmc-q2 fmc-q1 fmc-q6 \
     photo-e8 photo-e38 photo-q2 photoh-q2-r1 photoh-q1-r1 photoh-q3-r1 photoh-q2-r2 photoh-q1-r2 photoh-q3 photoh-q0-r1 \
-    photoh-q1 photoh-q2 photoh-q0 photov; do
+    photoh-q1 photoh-q2 photoh-q0 photov photov-r2; do
   want "$@" || continue
   case $NAME in
     # The blog's model with the fast recipe (one-cycle, Adam beta2 0.9) at 5 epochs to 3e-2, one thread.
@@ -125,6 +125,10 @@ for NAME in seed fm-pre-e1 fm-pre-e3 fm-q3 fm-q2 fm-q1 fm-q4 fmh-q3-r1 fmh-q2-r1
     # beside $RUNS/photov.safetensors (kept outside git).
     photov) run photov photov --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 --epochs "${PHOTOV_EPOCHS:-150}" \
       --batch-size 8 --lr 2e-4 --threads 1 --init convae/weights/photoh-q2.safetensors \
+      ${RESUME:+--resume} --meta "data_terms=$PHOTO_TERMS" ;;
+    # A second round from the first (a fresh one-cycle schedule, same recipe), PHOTOV_R2_EPOCHS long.
+    photov-r2) run photov-r2 photov --data "$PHOTOS" --exclude 'BSDS500/val/*' --crop 128 \
+      --epochs "${PHOTOV_R2_EPOCHS:-250}" --batch-size 8 --lr 2e-4 --threads 1 --init "$RUNS/photov.safetensors" \
       ${RESUME:+--resume} --meta "data_terms=$PHOTO_TERMS" ;;
   esac
 done
