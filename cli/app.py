@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 from convae.cli.console import errors, fail, print_json, progress, stderr, stdout
+from convae.cli.pipes import STDIO, stdin_codes, stdin_inputs, stdout_codes, stdout_image
 from convae.cli.usage import ConvaeGroup, ConvaeTyper
 
 from convae._imports import torch_loading
@@ -98,13 +99,13 @@ def _device(name: str) -> str:
     return name
 
 
-def _table(title: str, rows: dict) -> None:
+def _table(title: str, rows: dict, console: Any = stdout) -> None:
     from rich.table import Table
 
     table = Table(title=title, show_header=False)
     for k, v in rows.items():
         table.add_row(str(k), f"{v:.4f}" if isinstance(v, float) else str(v))
-    stdout.print(table)
+    console.print(table)
 
 
 @app.command("models")
@@ -359,13 +360,14 @@ def _rd_report(data: str | None, photos: Path | None, out: Path, limit: int | No
 
 
 def _run_codec(title: str, run: Callable[..., Any], *args: Any, device: str, json_out: bool, quiet: bool,
-               **kwargs: Any) -> Any:
+               piped: str | None = None, **kwargs: Any) -> Any:
     """Call ``codec.compress``/``codec.decompress`` under a progress bar, report its summary and return it.
 
     The bar (and Rich's refresh thread) starts at the first batch: the command forks its image
     workers before that, and forks only while no other thread runs. The library reports the run's
     image count with each batch; the bar gets it before its first frame, so it never shows ``0/?``.
     ``--device auto`` is the CPU here: no PyTorch import before the fork, and the codec's fast path.
+    ``piped`` names the summary key whose output goes to stdout (``-``): the table then goes to stderr.
     """
 
     def advance(n: int, total: int) -> None:
@@ -375,7 +377,9 @@ def _run_codec(title: str, run: Callable[..., Any], *args: Any, device: str, jso
 
     with progress(None, title, quiet, start=False, unit="img") as bar:
         summary = run(*args, device=_device("cpu" if device == "auto" else device), **kwargs, progress=advance)
-    _report(summary.as_dict(), title, json_out, quiet)
+    if piped:
+        summary.extra[piped] = "-"
+    _report(summary.as_dict(), title, json_out, quiet, stderr if piped else stdout)
     return summary
 
 
@@ -416,13 +420,16 @@ def compress_cmd(
 ) -> None:
     """Compress images into one code file OUT.npy (its manifest inside; np.load reads it).
 
+    A single - reads one image from stdin; OUT.npy - writes the code file to stdout.
+
     Example: [bold]convae compress images/ out.npy -q 3[/]
     """
     if len(paths) < 2:
         raise fail("compress: give at least one input and the output (usage: convae compress INPUT... OUT.npy)", 2)
     *inputs, out = paths
-    _npy_output("compress", out, "INPUT... OUT.npy")
-    with errors():
+    if out != STDIO:
+        _npy_output("compress", out, "INPUT... OUT.npy")
+    with errors(), stdin_inputs(inputs) as inputs, stdout_codes(out, json_out) as out:
         from functools import partial
 
         from convae.codec.api import compress, parse_shard
@@ -437,31 +444,42 @@ def compress_cmd(
             compress = partial(compress_to_target, target_psnr=target_psnr, max_bpp=max_bpp)
         summary = _run_codec("compress", compress, inputs, out, model=model, quality=quality, bits=bits, raw=raw,
                              shard=k_n, on_error=on_error, force=force, verify=verify, batch_size=batch_size,
-                             device=device, json_out=json_out, quiet=quiet, gray=gray)
+                             device=device, json_out=json_out, quiet=quiet, gray=gray,
+                             piped="codes" if paths[-1] == STDIO else None)
         if summary.skipped:
             raise typer.Exit(1)
 
 
 @app.command("decompress")
 def decompress_cmd(
-    codes: Annotated[Path, typer.Argument(metavar="CODES.npy", help="The code file (or a 0.2 .npy with its .json).")],
-    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder for the PNGs.")],
+    codes: Annotated[Path, typer.Argument(metavar="CODES.npy", help="The code file (or a 0.2 .npy with its .json); "
+                                          "- reads it from stdin.")],
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder for the images; - writes the one image "
+                                            "of a one-image code file to stdout.")],
     model: DecoderModelOpt = None,
+    fmt: Annotated[Literal["png", "npy"], typer.Option("--format", help="png: images at their original size and "
+                                                       "mode; npy: one uint8 (H, W, C) array file per image.")]
+    = "png",
     batch_size: BatchOpt = 256,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Decode a code file into one PNG per image, at original size and mode.
+    """Decode a code file into one PNG per image, at original size and mode (or .npy arrays: --format npy).
 
-    Example: [bold]convae decompress out.npy recon/[/]
+    Example: [bold]convae decompress out.npy recon/[/]  or  [bold]convae decompress one.npy - > one.png[/]
     """
-    with errors():
+    piped = out_dir == STDIO
+    with errors(), stdin_codes(codes) as codes:
         from convae.codec.api import decompress
+        from convae.codec.format import open_codes
 
-        _run_codec("decompress", decompress, codes, out_dir, model=model, force=force, batch_size=batch_size,
-                   device=device, json_out=json_out, quiet=quiet)
+        if piped and (n := len(open_codes(codes).manifest.entries)) != 1:
+            raise fail(f"-: {codes} holds {n} images; stdout takes one: give a folder instead", 2)
+        with stdout_image(out_dir, json_out) as out_dir:
+            _run_codec("decompress", decompress, codes, out_dir, model=model, force=force, batch_size=batch_size,
+                       device=device, json_out=json_out, quiet=quiet, fmt=fmt, piped="out_dir" if piped else None)
 
 
 @app.command("info")
@@ -506,14 +524,15 @@ def merge_cmd(
         _report(result, "merge", json_out, quiet)
 
 
-def _report(result: dict, title: str, json_out: bool, quiet: bool) -> None:
-    """The run's summary: one JSON line, or a table unless ``quiet``; skipped inputs always on stderr."""
+def _report(result: dict, title: str, json_out: bool, quiet: bool, console: Any = stdout) -> None:
+    """The run's summary: one JSON line, or a table on ``console`` unless ``quiet``; skipped inputs always on
+    stderr."""
     if json_out:
         print_json(result)
     elif not quiet:
         from convae.cli.summary import summary_rows
 
-        _table(title, summary_rows(result))
+        _table(title, summary_rows(result), console)
     if not json_out:  # skipped inputs are errors: listed on stderr even with --quiet
         for item in result.get("skipped", []):
             typer.echo(f"convae: skipped: {' '.join(item['error'].split())}", err=True)

@@ -76,7 +76,7 @@ def staged_folder(out_dir: Path) -> Iterator[Path]:
         stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.convae-" if fresh else ".convae-", suffix=".tmp",
                                       dir=home))
     except OSError as exc:
-        _remove_empty(created)
+        remove_empty(created)
         raise as_output_error(exc, out_dir) from exc
     try:
         yield stage
@@ -84,10 +84,27 @@ def staged_folder(out_dir: Path) -> Iterator[Path]:
         raise as_output_error(exc, out_dir) from exc
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-        _remove_empty(created)
+        remove_empty(created)
 
 
-def _remove_empty(folders: list[Path]) -> None:
+def make_parents(path: Path) -> list[Path]:
+    """Create ``path``'s missing folders (as ``mkdir -p``); returns those created, deepest first, for
+    ``remove_empty`` to take back if the write fails."""
+    created = []
+    for folder in path.parents:
+        if folder.exists():
+            break
+        created.append(folder)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        remove_empty(created)
+        raise as_output_error(exc, path.parent) from exc
+    return created
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: what a failed run created, taken back."""
     for folder in folders:  # deepest first
         try:
             folder.rmdir()

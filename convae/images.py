@@ -185,15 +185,15 @@ def restore(pixels: np.ndarray, mode: str, alpha: np.ndarray | None, has_alpha: 
     return img
 
 
-def output_names(rels: list[str]) -> list[str]:
-    """Relative PNG paths for the inputs' relative paths: ``a.jpg`` -> ``a.png``.
+def output_names(rels: list[str], suffix: str = ".png") -> list[str]:
+    """Relative output paths for the inputs' relative paths: ``a.jpg`` -> ``a.png`` (or ``suffix``).
 
-    An input that already ends in ``.png`` keeps its name; any other input whose PNG name is
+    An input that already ends in ``suffix`` keeps its name; any other input whose new name is
     taken gets ``a.jpg.png`` (then ``a.jpg.1.png``, ...). Names are compared case-folded, so they
     stay distinct on case-insensitive file systems too (``A.png``, ``a.png`` -> ``A.png``,
     ``a.png.png``): deterministic, clash-free, the same on every file system.
     """
-    bases = [PurePosixPath(r).with_suffix(".png").as_posix() for r in rels]
+    bases = [PurePosixPath(r).with_suffix(suffix).as_posix() for r in rels]
     claims = Counter(b.casefold() for b in bases)
     owners: dict[str, int] = {}  # case-folded name -> the input keeping it: the first so named, else a sole claimant
     for i, (r, b) in enumerate(zip(rels, bases, strict=True)):
@@ -205,10 +205,10 @@ def output_names(rels: list[str]) -> list[str]:
         if owners.get(b.casefold()) == i:
             names.append(b)
             continue
-        name, n = r + ".png", 0
+        name, n = r + suffix, 0
         while name.casefold() in taken:
             n += 1
-            name = f"{r}.{n}.png"
+            name = f"{r}.{n}{suffix}"
         taken.add(name.casefold())
         names.append(name)
     return names
@@ -223,6 +223,28 @@ def png_bytes(img: Image.Image | np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def array_bytes(pixels: np.ndarray, mode: str, alpha: np.ndarray | None, has_alpha: bool) -> bytes:
+    """A reconstruction as a ``.npy`` file in memory: uint8 ``(H, W, C)``, C = 1 (gray) or 3 (RGB), one more
+    with transparency; 8 bits per channel whatever the original's depth (the codec codes 8 bits)."""
+    img = restore(pixels, "L" if mode in _GRAY else "RGB", alpha, has_alpha)
+    array = np.asarray(img, dtype=np.uint8)
+    buf = io.BytesIO()
+    np.save(buf, array.reshape(*array.shape[:2], -1), allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_new(path: Path, data: bytes) -> int:
+    """Write ``data`` to the new file ``path`` (an existing one is an error) with one open, write and close."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    return len(data)
+
+
 def write_png(path: Path, img: Image.Image | np.ndarray, atomic: bool = False) -> int:
     """Write ``img`` (as for ``png_bytes``) to ``path`` as a PNG; returns its size in bytes.
 
@@ -234,14 +256,7 @@ def write_png(path: Path, img: Image.Image | np.ndarray, atomic: bool = False) -
     if atomic:
         write_bytes(path, data)
         return len(data)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    return len(data)
+    return write_new(path, data)
 
 
 def batched(items: Iterable[T], max_count: int, weight: Callable[[T], float] | None = None,

@@ -15,7 +15,7 @@ import stat
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -80,8 +80,8 @@ def _typical_file_size(files: list[Path], sample: int = 64) -> float:
 
 
 def compress(
-    inputs: list[Path],
-    out: Path,
+    inputs: str | Path | Sequence[str | Path],
+    out: str | Path,
     model: str | None = None,
     bits: int | None = None,
     raw: bool = False,
@@ -92,15 +92,19 @@ def compress(
     batch_size: int = 256,
     device: str = "cpu",
     progress: Progress | None = None,
-    quality: int | None = None,
+    quality: float | None = None,
     gray: bool = False,
 ) -> Summary:
-    """Compress image files and folders into the code file ``out`` (.npy, its manifest inside).
+    """Compress image files and folders (one path or several, ``str`` or ``Path``) into the code file ``out``
+    (.npy, its manifest inside).
 
-    ``quality`` N picks the shipped ``-qN`` variant of ``model``'s family (``zoo.with_quality``). A colour
-    image (three channels that differ somewhere) is refused by a one-channel model unless ``gray``: then it
-    is coded as gray on purpose, and the summary counts it (``colour_as_gray``).
+    ``quality`` picks the rate: 0..100 for a variable-rate model, else the shipped ``-qN`` variant of ``model``'s
+    family (``zoo.with_quality``). A colour image (three channels that differ somewhere) is refused by a
+    one-channel model unless ``gray``: then it is coded as gray on purpose, and the summary counts it
+    (``colour_as_gray``). Raises a ``ConvaeError`` subclass (``convae.errors``) on bad input.
     """
+    inputs = [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
+    out = Path(out)
     if on_error not in ("stop", "skip"):
         raise UsageError(f"--on-error {on_error!r}: use stop or skip")
     if batch_size < 1:
@@ -195,11 +199,14 @@ class _Encoding:
         return summary
 
 
-def _quality(loaded: Any) -> int | None:
-    """The quality number (``-qN``) of the loaded model's variant; None for a single-rate variant."""
+def _quality(loaded: Any) -> float | None:
+    """The quality the run coded at: a variable-rate model's ``-q 0..100``, else the variant's ``-qN``
+    (None for a single-rate variant)."""
     from convae.registry import get_spec
     from convae.registry.errors import UnknownModelError
 
+    if hasattr(loaded.model, "set_quality"):
+        return loaded.model.quality
     try:
         return get_spec(loaded.model.variant).quality
     except UnknownModelError:
@@ -260,25 +267,30 @@ def _read_pixels(item: tuple) -> int:
 
 
 def decompress(
-    src: Path,
-    out_dir: Path,
+    src: str | Path,
+    out_dir: str | Path,
     model: str | None = None,
     force: bool = False,
     batch_size: int = 256,
     device: str = "cpu",
     progress: Progress | None = None,
+    fmt: str = "png",
 ) -> Summary:
-    """Decode a code file into one PNG per image under ``out_dir``, at original size and mode.
+    """Decode a code file into one PNG per image under ``out_dir``, at original size and mode (``fmt`` "npy":
+    one uint8 ``(H, W, C)`` array file per image instead, for ML use).
 
-    PNGs are written to a hidden staging folder and moved into place only once every image
+    Files are written to a hidden staging folder and moved into place only once every image
     decoded, so a failure leaves ``out_dir`` as it was.
     """
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: must be at least 1")
+    if fmt not in ("png", "npy"):
+        raise UsageError(f"--format {fmt!r}: use png or npy")
+    src, out_dir = Path(src), Path(out_dir)
     start = time.perf_counter()
     cf = open_codes(src)
     entries, header = cf.manifest.entries, cf.manifest.header
-    names = output_names([e.path for e in entries])
+    names = output_names([e.path for e in entries], f".{fmt}")
     _check_targets(out_dir, names, force)
     summary = Summary(input_bytes=cf.file_bytes, decoded=True)
     pixels = sum(e.width * e.height for e in entries) / max(1, len(entries))
@@ -300,7 +312,7 @@ def decompress(
         with mi.model_threads(device, pool.small_images):
             for batch in batched(items, batch_size, lambda t: t[0][0].width * t[0][0].height, MAX_BATCH_PIXELS):
                 parsed = [(e, name, sym, alpha) for (e, sym, alpha), name in batch]
-                saves = pool.write(mi.decode_batch(net, q, parsed, device), stage)
+                saves = pool.write(mi.decode_batch(net, q, parsed, device), stage, fmt)
                 summary.output_bytes += written_bytes(writing)
                 writing = saves
                 summary.pixels += sum(e.width * e.height for e, *_ in parsed)

@@ -19,11 +19,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from convae.atomic import as_output_error, check_writable, commit, temp_path
+from convae.atomic import as_output_error, check_writable, commit, make_parents, remove_empty, temp_path
 from convae.codec import legacy
 from convae.codec.legacy import file_sha256
 from convae.codec.manifest import CHUNK, VERSION, CodesInfo, Header, ImageEntry, Manifest
-from convae.errors import ConvaeError, FormatError, OutputError
+from convae.errors import ConvaeError, FormatError, UsageError
 
 __all__ = ["VERSION", "CodeFile", "CodeWriter", "code_array", "file_sha256", "open_codes", "symbol_dtype"]
 
@@ -62,11 +62,17 @@ class CodeWriter:
     def __init__(self, out: Path, force: bool) -> None:
         self.out = out
         if out.suffix != ".npy":
-            raise OutputError(f"{out}: the codes file must end in .npy")
-        check_writable(out, force)
+            raise UsageError(f"{out}: the codes file must end in .npy")
+        self._created = make_parents(out)  # the output's folder, as decompress makes its folder
+        self._done = False
         self._stack = ExitStack()
-        self._raw_path = self._stack.enter_context(temp_path(out))
-        self._raw = self._stack.enter_context(open(self._raw_path, "wb"))  # noqa: SIM115 (closed by the stack)
+        try:
+            check_writable(out, force)
+            self._raw_path = self._stack.enter_context(temp_path(out))
+            self._raw = self._stack.enter_context(open(self._raw_path, "wb"))  # noqa: SIM115 (closed by the stack)
+        except BaseException:
+            self.close()
+            raise
         self._sha = hashlib.sha256()
         self.entries: list[ImageEntry] = []
         self.chunks: list[tuple[int, int]] = []
@@ -101,13 +107,16 @@ class CodeWriter:
             with temp_path(self.out) as tmp:
                 _assemble(tmp, manifest_bytes(manifest.to_json()), self._raw_path, dtype, shape)
                 commit(tmp, self.out)
+            self._done = True
         finally:
             self.close()
         return manifest
 
     def close(self) -> None:
-        """Drop temporary files (called on success and on failure)."""
+        """Drop temporary files (called on success and on failure), and on failure the folders made for ``out``."""
         self._stack.close()
+        if not self._done:
+            remove_empty(self._created)
 
 
 def _assemble(path: Path, manifest: bytes, raw: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:

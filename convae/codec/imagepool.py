@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from convae.errors import ConvaeError, DataError
-from convae.images import Decoded, read_image, restore, write_png
+from convae.images import Decoded, array_bytes, read_image, restore, write_new, write_png
 
 SMALL_IMAGE_BYTES = 1 << 14  # about a 64x64 RGB image
 TASK_BYTES = 1 << 16  # file bytes per read task: few hand-offs for small images, one large image per task
@@ -89,11 +89,12 @@ class ImagePool:
         """True while files handed to ``read`` are still being read (or waiting to be)."""
         return any(not reads.finished() for reads in self._reads)
 
-    def write(self, decoded: list[tuple], folder: Path) -> list[Future]:
-        """Start writing ``(entry, name, pixels, alpha)`` items as PNGs under ``folder``: one task per
-        worker, each future giving the bytes written."""
+    def write(self, decoded: list[tuple], folder: Path, fmt: str = "png") -> list[Future]:
+        """Start writing ``(entry, name, pixels, alpha)`` items as PNGs (or ``fmt`` "npy" arrays) under
+        ``folder``: one task per worker, each future giving the bytes written."""
         share = -(-len(decoded) // self.workers)
-        return [self._pool.submit(_write_pngs, decoded[i : i + share], folder) for i in range(0, len(decoded), share)]
+        return [self._pool.submit(_write_images, decoded[i : i + share], folder, fmt)
+                for i in range(0, len(decoded), share)]
 
 
 def written_bytes(futures: list[Future]) -> int:
@@ -192,8 +193,11 @@ def _read_files(paths: list[Path]) -> list[tuple[Decoded | DataError, int]]:
     return out
 
 
-def _write_pngs(decoded: list[tuple], folder: Path) -> int:
-    """Write ``(entry, name, pixels, alpha)`` items as new PNGs in ``folder`` (a fresh staging folder, so an
-    existing file is an error); returns the bytes written."""
+def _write_images(decoded: list[tuple], folder: Path, fmt: str) -> int:
+    """Write ``(entry, name, pixels, alpha)`` items as new PNGs or ``.npy`` arrays (``fmt``) in ``folder`` (a
+    fresh staging folder, so an existing file is an error); returns the bytes written."""
+    if fmt == "npy":
+        return sum(write_new(folder / name, array_bytes(pixels, e.mode, alpha, e.has_alpha))
+                   for e, name, pixels, alpha in decoded)
     return sum(write_png(folder / name, restore(pixels, e.mode, alpha, e.has_alpha))
                for e, name, pixels, alpha in decoded)

@@ -10,6 +10,7 @@ import contextlib
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator, MutableMapping
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from convae.images import Decoded
 from convae.metrics import Distortion
 from convae.models.base import Autoencoder
 from convae.registry import UnknownModelError, get_spec
-from convae.zoo import LoadedModel, load_model, retired_weights
+from convae.zoo import LoadedModel, is_weights_path, load_model, retired_weights
 
 
 def on_device(loaded: LoadedModel, device: str) -> Autoencoder:
@@ -87,12 +88,15 @@ def model_header(loaded: LoadedModel, q: Quantizer, coding: str, shard: ShardInf
     spec = QuantizerSpec("integer" if int(q.mode) == INTEGER else "uniform", int(q.levels),
                          tuple(float(v) for v in q.lo.tolist()), tuple(float(v) for v in q.hi.tolist()))
     level = getattr(model, "level", None)  # a variable-rate model's rate, recorded so decoding uses the same
-    return Header(ModelRef(model.variant, loaded.source, loaded.sha256, level), spec, coding, shard)
+    source = str(Path(loaded.source).resolve()) if is_weights_path(loaded.source) else loaded.source
+    return Header(ModelRef(model.variant, source, loaded.sha256, level), spec, coding, shard)
 
 
 def decoder_model(want: ModelRef, model: str | None) -> LoadedModel:
     """The model that made a code file (``model`` or the one its manifest names), refused unless its sha256 matches."""
     made_with = f"these codes were made with {want.source or want.variant}"
+    if model is None and want.source and is_weights_path(want.source):
+        model = _recorded_weights(want, made_with)
     if model is None:
         try:
             model = get_spec(want.variant).name
@@ -117,6 +121,15 @@ def decoder_model(want: ModelRef, model: str | None) -> LoadedModel:
             f"{loaded.sha256[:12]}… — pass --model with the weights that made them"
         )
     return with_level(loaded, want)
+
+
+def _recorded_weights(want: ModelRef, made_with: str) -> str:
+    """The weights file a manifest names (``want.source``), if it is still there: ``decoder_model`` then checks
+    its sha256. A missing file is refused with what to pass instead."""
+    if not Path(str(want.source)).is_file():
+        raise WeightsError(f"{made_with} (sha256 {want.sha256[:12]}…), which is no longer there: pass --model "
+                           "with those weights")
+    return str(want.source)
 
 
 def with_level(loaded: LoadedModel, want: ModelRef) -> LoadedModel:

@@ -55,6 +55,11 @@ class VariableRateHyperprior(HyperpriorAutoencoder):
             raise UsageError(f"--quality {quality}: {self.variant or 'a variable-rate model'} takes 0 to 100")
         self.set_level((LEVELS - 1) * quality / 100)
 
+    @property
+    def quality(self) -> float:
+        """The current level on the ``-q 0..100`` scale (``set_quality``'s inverse), for summaries."""
+        return round(100 * self.level / (LEVELS - 1), 2)
+
     def _gain(self, table: Tensor) -> Tensor:
         """``exp`` of the log-gains at the current level, interpolated, shaped ``(1, m, 1, 1)``."""
         i = min(int(self.level), LEVELS - 2)
