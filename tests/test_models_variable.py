@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -83,8 +84,11 @@ def test_quality_0_to_100_sets_the_level_the_manifest_records(runner, tiny_varia
     sizes = {}
     for q in (10, 60, 100):
         out = tmp_path / f"q{q}.npy"
-        ok(invoke(runner, "compress", folder, out, "-m", tiny_variable, "-q", q, "--quiet"))
+        res = invoke(runner, "compress", folder, out, "-m", tiny_variable, "-q", q, "--json")
+        ok(res)
         assert read_manifest(out)["model"]["level"] == pytest.approx(8 * q / 100)
+        assert json.loads(res.stdout)["quality"] == q  # what the summary and info say the user got
+        assert json.loads(invoke(runner, "info", out, "--json").stdout)["quality"] == q
         ok(invoke(runner, "decompress", out, tmp_path / f"r{q}", "-m", tiny_variable, "--quiet"))
         sizes[q] = out.stat().st_size
     assert sizes[10] < sizes[60] < sizes[100]

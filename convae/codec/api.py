@@ -31,6 +31,7 @@ from convae.codec.manifest import ImageEntry, ShardInfo
 from convae.codec.shards import job_inputs, parse_shard
 from convae.errors import DataError, FormatError, OutputError, UsageError
 from convae.images import Decoded, batched, output_names, to_channels
+from convae.quality import variant_quality
 
 Progress = Callable[[int, int], None]  # (images just done, images in the run)
 COLOUR_MODEL = "photoh-q2"  # zoo.DEFAULT_MODEL, named in the refusal of colour images (no zoo import here)
@@ -188,7 +189,9 @@ class _Encoding:
         summary.output_bytes = out.stat().st_size
         summary.seconds = seconds
         report = self.mi.verify_report(self.stats) if self.verify else None
-        summary.extra = {"codes": str(out), "model": self.loaded.source, "quality": _quality(self.loaded),
+        net = self.loaded.model
+        summary.extra = {"codes": str(out), "model": self.loaded.source,
+                         "quality": variant_quality(net.variant, getattr(net, "level", None)),
                          "coding": self.coding, "psnr": report["psnr_of_mean_mse"] if report else None}
         if self.gray:
             summary.extra["colour_as_gray"] = self.as_gray
@@ -197,20 +200,6 @@ class _Encoding:
         if report:
             summary.extra["verify"] = report
         return summary
-
-
-def _quality(loaded: Any) -> float | None:
-    """The quality the run coded at: a variable-rate model's ``-q 0..100``, else the variant's ``-qN``
-    (None for a single-rate variant)."""
-    from convae.registry import get_spec
-    from convae.registry.errors import UnknownModelError
-
-    if hasattr(loaded.model, "set_quality"):
-        return loaded.model.quality
-    try:
-        return get_spec(loaded.model.variant).quality
-    except UnknownModelError:
-        return None
 
 
 def _readable(batch: list[tuple], run: _Encoding, stop: bool) -> list[tuple]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from convae.codec.format import CodeFile, open_codes
 from convae.metrics import bits_per_pixel
+from convae.quality import variant_quality
 
 
 def describe_codes(path: Path) -> dict[str, Any]:
@@ -24,6 +25,7 @@ def describe_codes(path: Path) -> dict[str, Any]:
         "variant": header.model.variant,
         "model_source": header.model.source,
         "weights_sha256": header.model.sha256,
+        "quality": variant_quality(header.model.variant, header.model.level),
         "coding": header.coding,
         "levels": header.quantizer.levels,
         "images": len(m.entries),

@@ -18,10 +18,9 @@ from torch import Tensor, nn
 
 from convae.errors import UsageError
 from convae.models.hyperprior import HyperpriorAutoencoder
+from convae.quality import DEFAULT_LEVEL, LEVELS, level_of
 from convae.registry import register_model
 
-LEVELS = 9
-DEFAULT_LEVEL = 5.0
 BASE_LMBDA = 0.01  # the lambda of DEFAULT_LEVEL
 
 
@@ -53,12 +52,7 @@ class VariableRateHyperprior(HyperpriorAutoencoder):
         """``-q 0..100`` as in JPEG/WebP: level ``8 * quality / 100`` (0: fewest bytes, 100: best quality)."""
         if not 0 <= quality <= 100:
             raise UsageError(f"--quality {quality}: {self.variant or 'a variable-rate model'} takes 0 to 100")
-        self.set_level((LEVELS - 1) * quality / 100)
-
-    @property
-    def quality(self) -> float:
-        """The current level on the ``-q 0..100`` scale (``set_quality``'s inverse), for summaries."""
-        return round(100 * self.level / (LEVELS - 1), 2)
+        self.set_level(level_of(quality))
 
     def _gain(self, table: Tensor) -> Tensor:
         """``exp`` of the log-gains at the current level, interpolated, shaped ``(1, m, 1, 1)``."""
