@@ -93,3 +93,11 @@ def test_modules_and_functions_stay_small():
 
 def test_the_flat_library_keeps_few_top_level_modules():
     assert len(list((ROOT / "convae").glob("*.py"))) <= 11
+
+
+def test_shipped_weights_stay_within_the_budget():
+    """The package ships weights only, under 20 MB in all (the repo stays lean)."""
+    folder = ROOT / "convae" / "weights"
+    total = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    assert total < 20_000_000, f"convae/weights holds {total / 1e6:.2f} MB; retire a family to make room"
+    assert {p.suffix for p in folder.iterdir() if p.is_file()} <= {".safetensors", ".json"}
