@@ -33,6 +33,7 @@ from convae.images import find_images, read_image, write_png
 QUALITIES = {"jpeg": [10, 20, 30, 50, 70, 90], "webp": [0, 10, 25, 50, 75, 90], "avif": [10, 25, 40, 55, 70, 85]}
 QUICK_QUALITIES = {"jpeg": [20, 70], "webp": [10, 75], "avif": [25, 70]}
 PCA_COMPONENTS = [8, 16, 32, 64, 128]
+PHOTOV_QUALITIES = [0, 25, 50, 62.5, 75, 87.5, 100]  # levels 0, 2, 4, 5, 6, 7, 8 of the variable-rate photo model
 TARGET_RANGE = (0.5, 2.0)  # bits per pixel of the BD-PSNR against the best of the WebP and AVIF mosaics
 Log = Callable[[str], None]
 
@@ -91,7 +92,7 @@ def convae_family(report: Report, name: str, models: list[str], folder: Path, wo
     from convae.codec.format import VERSION
     from convae.zoo import load_model
 
-    shas = [load_model(m).sha256 for m in models]
+    shas = [load_model(m.partition("@")[0]).sha256 for m in models]
     report.measure(name, "convae: compress to .npy + manifest, decompress to PNG; bpp counts both files",
                    {"models": models, "sha256": shas, "format_version": VERSION},
                    lambda: [codec_point(m, folder, report.images, work) for m in models])
@@ -107,15 +108,17 @@ def convae_families(report: Report, families: dict[str, list[str]], work: Path) 
 
 
 def codec_point(model: str, folder: Path, originals: list[np.ndarray], work: Path) -> Point:
-    """One convae model's point: real bytes on disk, distortion of the decoded PNGs, seconds per image."""
+    """One convae model's point (``NAME`` or, for a variable-rate model, ``NAME@QUALITY``): real bytes on disk,
+    distortion of the decoded PNGs, seconds per image."""
     from convae.codec.api import compress, decompress
     from convae.codec.format import open_codes
     from convae.images import output_names
 
     codes, recon_dir = work / "codes.npy", work / "recon"
     shutil.rmtree(recon_dir, ignore_errors=True)
-    enc = compress([folder], codes, model=model, force=True)
-    dec = decompress(codes, recon_dir, model=model, force=True)
+    name, _, quality = model.partition("@")
+    enc = compress([folder], codes, model=name, quality=float(quality) if quality else None, force=True)
+    dec = decompress(codes, recon_dir, model=name, force=True)
     root, files = find_images([folder])
     channels = originals[0].shape[2]
     names = output_names([p.relative_to(root).as_posix() for p in files])
@@ -238,7 +241,8 @@ def run_rd(out: Path, fashion: Path | None, photos: Path | None, limit: int | No
             families = {"convae-fm": fm_models}
         reports.append(run_fashion(fashion, out, limit, quick, families, log))
     if photos is not None:
-        photo_families = {"convae-photo": shipped("photo-*"), "convae-photoh": shipped("photoh-*")}
+        photo_families = {"convae-photo": shipped("photo-*"), "convae-photoh": shipped("photoh-*"),
+                          "convae-photov": [f"photov@{q:g}" for q in PHOTOV_QUALITIES] if shipped("photov") else []}
         if photo_models is not None:
             photo_families = {"convae-photo": photo_models}
         reports += run_photos(photos, out, limit, quick, photo_families, log)
