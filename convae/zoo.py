@@ -19,6 +19,7 @@ import torch
 import convae.models  # noqa: F401  (registers the architectures)
 from convae.errors import UsageError, WeightsError
 from convae.models.base import Autoencoder
+from convae.quality import DEFAULT_LEVEL, quality_of
 from convae.registry import (
     UnknownModelError,
     create_model,
@@ -59,7 +60,9 @@ FAMILIES: dict[str, Family] = {
     "photoh": Family("hyperprior", "RGB photos of any size, stride 8, mean-scale hyperprior", PHOTOH,
                      {0: 0.001, 1: 0.003, 2: 0.01, 3: 0.03}),
 }
-SINGLE_RATE = {"seed": "seed.safetensors"}  # architectures shipped with weights under their own name
+# Architectures shipped with weights under their own name. photov: every rate of the photo codec in one file
+# (-q 0..100); photo-q2 (the factorized photo model) was retired for its room (retired.json).
+SINGLE_RATE = {"seed": "seed.safetensors", "photov": "photov.safetensors"}
 
 
 def _register_zoo() -> None:
@@ -253,7 +256,7 @@ def describe_models(pattern: str = "*") -> list[dict[str, Any]]:
             "in_channels": net.in_channels,
             "default_bpp": bits * math.prod(latent) / (28 * 28) / net.in_channels if bits else None,
             "pretrained": shipped_weights(name) is not None,
-            **_rates(name, measured),
+            **_rates(name, measured, hasattr(net, "set_quality")),
         })
     return rows
 
@@ -263,9 +266,11 @@ def measured_rates() -> dict[str, dict[str, Any]]:
     return json.loads((resources.files("convae") / "weights" / "measured.json").read_text())
 
 
-def _rates(name: str, measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """A variant's quality, its family's shipped qualities, and its measured ``bpp``/``psnr`` (None if unmeasured)."""
+def _rates(name: str, measured: dict[str, dict[str, Any]], variable: bool = False) -> dict[str, Any]:
+    """A variant's quality, its family's shipped qualities, and its measured ``bpp``/``psnr`` (None if unmeasured);
+    a ``variable``-rate model's default quality (where it was measured) and its range 0..100."""
     spec, m = get_spec(name), measured.get(name, {})
     shipped = [s.quality for s in family_variants(spec.family) if shipped_weights(s.name)] if spec.family else []
-    return {"quality": spec.quality, "qualities": shipped, "bpp": m.get("bpp"), "psnr": m.get("psnr"),
-            "eval_set": m.get("eval_set")}
+    quality = quality_of(DEFAULT_LEVEL) if variable else spec.quality
+    return {"quality": quality, "qualities": [0, 100] if variable else shipped, "bpp": m.get("bpp"),
+            "psnr": m.get("psnr"), "eval_set": m.get("eval_set")}

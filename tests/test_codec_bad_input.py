@@ -234,7 +234,7 @@ def test_codes_from_retired_shipped_weights_name_the_release(runner, tiny_model,
     before = snapshot(tmp_path)
     err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", other_path), tmp_path, before,
                         1, "convae 0.1.0")
-    assert "fmc-q3 weights have since been replaced" in err and "fmc-q3.safetensors" in err
+    assert "fmc-q3 weights have since been replaced or retired" in err and "fmc-q3.safetensors" in err
 
 
 def test_the_retired_weights_table_names_no_shipped_file():

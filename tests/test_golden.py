@@ -22,8 +22,13 @@ from tests.test_codec_compat import _inputs, _pngs
 DATA = Path(__file__).parent / "data" / "golden"
 JOBS = {  # code file: (input folder, variant), one per shipped family
     "seed": ("gray", "seed"), "fm": ("gray", "fm-q2"), "fmh": ("gray", "fmh-q2"), "fmc": ("gray", "fmc-q3"),
-    "photo": ("rgb", "photo-q2"), "photoh": ("rgb", "photoh-q2"),
-}
+    "photoh": ("rgb", "photoh-q2"), "photov": ("rgb", "photov"), "photov-q30": ("rgb", "photov@30"),
+}  # NAME@Q: a variable-rate model at quality Q (30: level 2.4, between two trained levels)
+
+
+def _model(variant: str) -> tuple[str, float | None]:
+    name, _, quality = variant.partition("@")
+    return name, float(quality) if quality else None
 
 
 def _sha(path: Path) -> str:
@@ -38,7 +43,8 @@ def make_golden(out: Path, work: Path) -> dict:
     expected: dict = {"inputs": {f: _pngs(src / f) for f in ("gray", "rgb")}, "codes": {}, "outputs": {}}
     for name, (folder, variant) in JOBS.items():
         npy = out / f"{name}.npy"
-        compress([src / folder], npy, model=variant, force=True)
+        model, quality = _model(variant)
+        compress([src / folder], npy, model=model, quality=quality, force=True)
         decompress(npy, work / name)
         expected["codes"][name] = _sha(npy)
         expected["outputs"][name] = _pngs(work / name)
@@ -84,5 +90,14 @@ def test_golden_inputs_re_encode_to_the_same_code_bytes(runner, tmp_path, expect
         assert _pngs(src / folder) == want, f"the generated {folder} inputs changed: fix _inputs, not the data"
     for name, (folder, variant) in JOBS.items():
         out = tmp_path / f"{name}.npy"
-        ok(invoke(runner, "compress", src / folder, out, "-m", variant, "--quiet"))
+        model, quality = _model(variant)
+        ok(invoke(runner, "compress", src / folder, out, "-m", model, *(["-q", quality] if quality else []), "--quiet"))
         assert out.read_bytes() == (DATA / f"{name}.npy").read_bytes(), name
+
+
+def test_codes_of_retired_weights_are_refused_naming_the_release(runner, tmp_path):
+    """photo-q2 shipped in 0.2.0 and was retired for photov's room: its codes are refused, never mis-decoded."""
+    from tests.codec_util import one_line_error
+
+    err = one_line_error(invoke(runner, "decompress", DATA / "retired" / "photo-q2.npy", tmp_path / "out"), 1)
+    assert "photo-q2 as shipped in convae 0.2.0" in err and not (tmp_path / "out").exists()

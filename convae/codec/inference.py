@@ -105,22 +105,28 @@ def decoder_model(want: ModelRef, model: str | None) -> LoadedModel:
         try:
             loaded = load_model(model)
         except WeightsError as exc:
+            _refuse_retired(want, made_with)
             raise WeightsError(f"{exc}; {made_with}: pass --model with those weights") from exc
     else:
         loaded = load_model(model)
     if loaded.sha256 != want.sha256:
-        retired = retired_weights(want.sha256)
-        if retired:
-            raise FormatError(
-                f"{made_with} as shipped in convae {retired['shipped_in']}, whose {retired['variant']} weights "
-                f"have since been replaced: decode them with convae {retired['shipped_in']}, or pass --model "
-                f"with its {retired['variant']}.safetensors"
-            )
+        _refuse_retired(want, made_with)
         raise FormatError(
             f"{made_with} (weights sha256 {want.sha256[:12]}…); {loaded.source} has sha256 "
             f"{loaded.sha256[:12]}… — pass --model with the weights that made them"
         )
     return with_level(loaded, want)
+
+
+def _refuse_retired(want: ModelRef, made_with: str) -> None:
+    """Refuse codes made with weights a release once shipped and has since replaced or retired, naming it."""
+    retired = retired_weights(want.sha256)
+    if retired:
+        raise FormatError(
+            f"{made_with} as shipped in convae {retired['shipped_in']}, whose {retired['variant']} weights "
+            f"have since been replaced or retired: decode them with convae {retired['shipped_in']}, or pass "
+            f"--model with its {retired['variant']}.safetensors"
+        )
 
 
 def _recorded_weights(want: ModelRef, made_with: str) -> str:
