@@ -198,69 +198,151 @@ def _set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-def _train_reports(bar: Any, model: str, recipe: Any, images: int, show: bool) -> tuple[Callable, Callable]:
-    """``train``'s step and epoch callbacks: the progress bar, the opening line and one line per epoch."""
+def _train_reports(bar: Any, model: str, recipe: Any, images: int, show: bool,
+                   seconds: float | None = None, lines: tuple[str, ...] = ()) -> tuple[Callable, Callable]:
+    """``train``'s step and epoch callbacks: the progress bar (images, or time with a budget), the opening
+    lines (the automatic choices, the recipe) and one line per epoch."""
     task = bar.task_ids[0]
     clock = {"start": time.perf_counter(), "seen": 0}
+    of = "" if seconds else f"/{recipe.epochs}"
 
     def on_step(n: int, loss: float) -> None:
         if not clock["seen"] and show:  # printed once training really starts (inputs are valid)
+            for line in lines:
+                stderr.print(f"auto {line}")
             world = int(os.environ.get("WORLD_SIZE", "1"))
             stderr.print(f"train {model}: global batch {recipe.batch_size} = {world} process(es) x"
-                         f" {recipe.batch_size // world}, lr {recipe.lr} ({recipe.schedule}), {recipe.epochs} epochs")
+                         f" {recipe.batch_size // world}, lr {recipe.lr} ({recipe.schedule})"
+                         + ("" if seconds else f", {recipe.epochs} epochs"))
         clock["seen"] += n
-        rate = clock["seen"] / max(time.perf_counter() - clock["start"], 1e-9)
+        elapsed = time.perf_counter() - clock["start"]
         epoch = min(clock["seen"] // images + 1, recipe.epochs)
-        bar.update(task, advance=n, info=f"epoch {epoch}/{recipe.epochs}  mse {loss:.5f}  {rate:,.0f} img/s")
+        info = f"epoch {epoch}{of}  mse {loss:.5f}  {clock['seen'] / max(elapsed, 1e-9):,.0f} img/s"
+        if seconds:
+            bar.update(task, completed=min(elapsed, seconds), info=info)
+        else:
+            bar.update(task, advance=n, info=info)
 
     def on_epoch(rec: dict) -> None:
         if show:
-            test = f"  test {rec['test_mse']:.5f}" if rec["test_mse"] is not None else ""
+            test = f"  test {rec['test_mse']:.5f}" if rec["test_mse"] is not None and "val" not in rec else ""
             rate = f"  bpp {rec['bpp']:.3f}" if "bpp" in rec else ""
-            stderr.print(f"epoch {rec['epoch']}/{recipe.epochs}  train {rec['train_mse']:.5f}{test}{rate}"
-                         f"  {rec['images_per_s']:.0f} img/s")
+            stderr.print(f"epoch {rec['epoch']}{of}  train mse {rec['train_mse']:.5f}{test}{rate}"
+                         f"  {rec['images_per_s']:.0f} img/s" + _val_text(rec))
 
     return on_step, on_epoch
 
 
-def _report_saved(out: Path, result: Any) -> None:
-    """``train``'s last line: where the weights went and the final losses."""
+def _val_text(rec: dict) -> str:
+    """An epoch's validation as ``  val q0 0.120 bpp 27.31 dB | q50 ...`` (empty when it was not validated)."""
+    if "val" not in rec:
+        return ""
+    points = [(f"q{q} " if q != "-" else "") + (f"{v['bpp']:.3f} bpp " if v["bpp"] is not None else "")
+              + f"{v['psnr']:.2f} dB" for q, v in rec["val"].items()]
+    return "  val " + " | ".join(points)
+
+
+def _report_saved(out: Path, result: Any, meta: dict[str, Any]) -> None:
+    """``train``'s last line: where the weights went, why the run ended, the final losses or best validation."""
     last = result.history[-1]
-    stderr.print(f"saved {out} (sha256 {result.sha256[:12]}…); train MSE {last['train_mse']:.5f}"
+    best = meta.get("validation")
+    stopped = f"; stopped: {meta['stopped']}" if meta.get("stopped") not in (None, "epochs done") else ""
+    if best:
+        text = _val_text({"val": best["points"]}).strip()
+        stderr.print(f"saved {out} (sha256 {result.sha256[:12]}…){stopped}; best validation (epoch {best['epoch']}): "
+                     f"{text}")
+        return
+    stderr.print(f"saved {out} (sha256 {result.sha256[:12]}…){stopped}; train MSE {last['train_mse']:.5f}"
                  + (f", test MSE {last['test_mse']:.5f}" if last["test_mse"] is not None else ""))
+
+
+def _train_setup(model: str | None, args: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, dict[str, str]]:
+    """The network, data, recipe, crop, stop rule and metadata of a run: chosen from the data without
+    ``--model`` (each choice printed once), else from the flags."""
+    from convae.registry import create_model, get_spec
+
+    from convae.data import load_dataset
+    from convae.training.auto import Overrides, build, held_out, parse_val, plan_run
+    from convae.training.duration import parse_duration
+    from convae.training.recipes import get_recipe
+    from convae.training.stopping import StopRule
+
+    seconds = parse_duration(args["time"]) if args["time"] is not None else None
+    extra = _extra_metadata(None, args["meta"] or [], None)
+    if model is None:
+        if args["config"] or args["lmbda"] is not None:
+            raise fail("--config and --lmbda need --model (the automatic run trains photov at every rate)", 2)
+        given = Overrides(args["epochs"], args["batch_size"], args["lr"], args["crop"], args["init"],
+                          tuple(args["exclude"] or ()), args["limit"])
+        plan = plan_run(args["data"], args["val"], seconds, args["seed"], given)
+        if args["recipe"] is not None:
+            plan.recipe = get_recipe(args["recipe"], epochs=args["epochs"], batch_size=args["batch_size"],
+                                     lr=args["lr"])
+            plan.choose("recipe", plan.recipe.as_dict(), f"recipe {args['recipe']} (--recipe)")
+        net, record = build(plan)
+        return net, plan.data, plan.recipe, plan.crop, plan.stop, {**extra, **record, "auto": plan.choices,
+                                                                   "auto_lines": plan.lines}
+    chosen = get_recipe(args["recipe"] or "fast", epochs=args["epochs"], batch_size=args["batch_size"], lr=args["lr"])
+    net = create_model(model, **_model_config(model, get_spec(model).config, args["config"] or [], args["lmbda"]))
+    extra |= _extra_metadata(net, [], args["init"])
+    ds = load_dataset(args["data"], net.in_channels, exclude=tuple(args["exclude"] or ()), limit=args["limit"])
+    stop = None
+    if args["val"] is not None or seconds is not None:
+        if args["val"] is not None:
+            ds.train, ds.test, how = held_out(ds.train, parse_val(args["val"]), net.in_channels, args["seed"])
+            ds.info = {**ds.info, "validation": how}
+        stop = StopRule(seconds=seconds, patience=None)
+    return net, ds, chosen, args["crop"], stop, extra
 
 
 @app.command("train")
 def train_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the weights (.safetensors).")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE|NAME", help="Where to write the weights: "
+                                      "FILE.safetensors, or a NAME (no suffix) for the user model folder, "
+                                      "then usable as -m NAME (see docs/TRAINING.md).")],
     data: DataOpt,
-    model: Annotated[str, typer.Option("--model", "-m", help="Variant name to train.")] = "seed",
-    recipe: Annotated[str, typer.Option(help="Recipe: fast (default) or blog.")] = "fast",
-    epochs: Annotated[int | None, typer.Option(help="Epochs (recipe default if omitted).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Global batch size.")] = None,
-    lr: Annotated[float | None, typer.Option(help="(Peak) learning rate.")] = None,
-    crop: Annotated[int | None, typer.Option(help="Train on random CROP x CROP patches.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
-    nproc: Annotated[int, typer.Option(help="Launch N data-parallel processes with torchrun (DDP; on a CPU, N = "
-                                            "cores with --threads 1 is about as fast as one process for small "
-                                            "models).")] = 1,
-    threads: Annotated[int | None, typer.Option(help="Torch CPU threads per process.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", metavar="NAME", help="Variant to train (expert). "
+                                              "Omitted: photov at every rate, fine-tuned from the shipped photo "
+                                              "weights, every choice made from the data and printed.")] = None,
+    val: Annotated[str | None, typer.Option(metavar="FRACTION|DIR", help="Held-out validation: a fraction of "
+                                            "--data (default 0.1 without --model) or a folder; bpp and PSNR are "
+                                            "reported as it goes.")] = None,
+    time_limit: Annotated[str | None, typer.Option("--time", metavar="DURATION", help="Stop after this much "
+                                                   "training: 90s, 20m, 1h (default 20m without --model).")] = None,
+    recipe: Annotated[str | None, typer.Option(metavar="NAME", help="Recipe: fast (default with --model) or blog.")]
+    = None,
+    epochs: Annotated[int | None, typer.Option(metavar="N", help="Epochs (recipe default if omitted).")] = None,
+    batch_size: Annotated[int | None, typer.Option(metavar="N", help="Global batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(metavar="LR", help="(Peak) learning rate.")] = None,
+    crop: Annotated[int | None, typer.Option(metavar="N", help="Train on random N x N patches.")] = None,
+    seed: Annotated[int, typer.Option(metavar="N", help="Random seed.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint (the same flags as the run it "
+                                         "continues).")] = False,
+    nproc: Annotated[int, typer.Option(metavar="N", help="Launch N data-parallel processes with torchrun (DDP; on "
+                                       "a CPU, N = cores with --threads 1 is about as fast as one process for small "
+                                       "models).")] = 1,
+    threads: Annotated[int | None, typer.Option(metavar="N", help="Torch CPU threads per process.")] = None,
     init: Annotated[str | None, typer.Option(metavar="NAME|PATH", help="Start from these weights: a shipped variant "
                                              "(e.g. photoh-q2) or a .safetensors file; what fits by name and shape.")]
     = None,
-    limit: Annotated[int | None, typer.Option(help="Train on the first N training images only.")] = None,
-    lmbda: Annotated[float | None, typer.Option(help="Rate-distortion weight (variants with a rate term).")] = None,
-    exclude: Annotated[list[str] | None, typer.Option(help="Leave out folder images matching this glob.")] = None,
-    meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE recorded in the weights' metadata.")] = None,
-    config: Annotated[list[str] | None, typer.Option(help="KEY=VALUE (JSON) overriding the config.")] = None,
+    limit: Annotated[int | None, typer.Option(metavar="N", help="Train on the first N training images only.")] = None,
+    lmbda: Annotated[float | None, typer.Option(metavar="LAMBDA", help="Rate-distortion weight (variants with a "
+                                                "rate term).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(metavar="GLOB", help="Leave out folder images matching this "
+                                                      "glob.")] = None,
+    meta: Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE", help="Recorded in the weights' metadata.")]
+    = None,
+    config: Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE", help="JSON value overriding the "
+                                                     "variant's config.")] = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train a variant and save safetensors weights, loss history (JSON) and a loss curve (PNG).
+    """Train a codec and save safetensors weights, loss history (JSON) and a loss plot (PNG).
 
-    Example: [bold]convae train --model seed --data fashion-mnist:data/fmnist --epochs 5 --out seed.safetensors[/]
+    Example: [bold]convae train --data my-images/ --out faces --time 20m[/] (then [bold]convae compress imgs/
+    out.npy -m faces -q 60[/]); expert: [bold]convae train --model seed --data fashion-mnist:PATH --epochs 5 --out
+    seed.safetensors[/]
     """
     from convae._imports import freeze_imports
 
@@ -273,28 +355,31 @@ def train_cmd(
     with errors():
         with torch_loading():
             import torch
-            from convae.registry import create_model, get_spec
 
-            from convae.data import load_dataset
             from convae.training.distributed import setup_distributed
-            from convae.training.recipes import get_recipe
             from convae.training.train import train
+            from convae.zoo import user_model_path
         freeze_imports()  # this process's PyTorch objects: never traversed again (docs/PERFORMANCE.md)
-        chosen = get_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr)
+        out = user_model_path(str(out))
         _set_threads(threads)
         dev = _device(device)
         rank = setup_distributed(dev)
         torch.manual_seed(seed)  # initialisation; train() seeds the data order
-        net = create_model(model, **_model_config(model, get_spec(model).config, config or [], lmbda))
-        extra = _extra_metadata(net, meta or [], init)
-        ds = load_dataset(data, net.in_channels, exclude=tuple(exclude or ()), limit=limit)
+        args = {"data": data, "val": val, "time": time_limit, "recipe": recipe, "epochs": epochs, "lr": lr,
+                "batch_size": batch_size, "crop": crop, "seed": seed, "init": init, "limit": limit, "lmbda": lmbda,
+                "exclude": exclude, "meta": meta, "config": config}
+        net, ds, chosen, crop_used, stop, extra = _train_setup(model, args)
         show = rank == 0 and not quiet
-        with progress(len(ds.train) * chosen.epochs, f"train {model}", quiet=not show, info="") as bar:
-            on_step, on_epoch = _train_reports(bar, model, chosen, len(ds.train), show)
-            result = train(net, ds, out, chosen, seed=seed, crop=crop, resume=resume, force=force,
-                           on_step=on_step, on_epoch=on_epoch, extra_metadata=extra, device=dev)
+        lines = tuple(extra.pop("auto_lines", ()))
+        budget = stop.seconds if stop is not None else None
+        total = int(budget) if budget else len(ds.train) * chosen.epochs
+        name = net.variant + ("/gray" if net.in_channels == 1 and model is None else "")
+        with progress(total, f"train {name}", quiet=not show, info="") as bar:
+            on_step, on_epoch = _train_reports(bar, name, chosen, len(ds.train), show, budget, lines)
+            result = train(net, ds, out, chosen, seed=seed, crop=crop_used, resume=resume, force=force,
+                           on_step=on_step, on_epoch=on_epoch, extra_metadata=extra, device=dev, stop=stop)
         if show:
-            _report_saved(out, result)
+            _report_saved(out, result, result.metadata)
 
 
 @app.command("eval")

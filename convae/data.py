@@ -19,6 +19,8 @@ from torch import Tensor
 from convae.errors import DataError, UsageError
 from convae.images import find_images, read_image
 
+Crop = int | tuple[int, int] | None  # a random crop: N x N, or H x W
+
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -40,9 +42,9 @@ class ImageSet:
         """True when every image has the same size (held as one ``(N, C, H, W)`` tensor)."""
         return isinstance(self.images, Tensor)
 
-    def batch(self, index: Tensor, crop: int | None = None, generator: torch.Generator | None = None) -> Tensor:
-        """Float ``[0, 1]`` batch of the images at ``index``, random-cropped to ``crop`` if given."""
-        if self.stacked and (crop is None or tuple(self.images.shape[-2:]) == (crop, crop)):
+    def batch(self, index: Tensor, crop: Crop = None, generator: torch.Generator | None = None) -> Tensor:
+        """Float ``[0, 1]`` batch of the images at ``index``, random-cropped to ``crop`` (N or (H, W)) if given."""
+        if self.stacked and (crop is None or tuple(self.images.shape[-2:]) == crop_size(crop)):
             return self.images[index].float().div_(255)
         return torch.stack([_crop(self.images[int(i)], crop, generator) for i in index]).float().div_(255)
 
@@ -57,17 +59,23 @@ class Dataset:
     info: dict = field(default_factory=dict)
 
 
-def _crop(img: Tensor, size: int | None, generator: torch.Generator | None) -> Tensor:
+def crop_size(crop: int | tuple[int, int]) -> tuple[int, int]:
+    """``(height, width)`` of a crop given as N (square) or (H, W)."""
+    return (crop, crop) if isinstance(crop, int) else (int(crop[0]), int(crop[1]))
+
+
+def _crop(img: Tensor, size: Crop, generator: torch.Generator | None) -> Tensor:
     if size is None:
         raise DataError("images differ in size: pass --crop N to train on random N x N crops")
+    ch, cw = crop_size(size)
     _, h, w = img.shape
-    if h < size or w < size:
-        img = torch.nn.functional.pad(img[None].float(), (0, max(0, size - w), 0, max(0, size - h)), mode="replicate")
+    if h < ch or w < cw:
+        img = torch.nn.functional.pad(img[None].float(), (0, max(0, cw - w), 0, max(0, ch - h)), mode="replicate")
         img = img[0].to(torch.uint8)
         _, h, w = img.shape
-    top = int(torch.randint(0, h - size + 1, (1,), generator=generator))
-    left = int(torch.randint(0, w - size + 1, (1,), generator=generator))
-    return img[:, top : top + size, left : left + size]
+    top = int(torch.randint(0, h - ch + 1, (1,), generator=generator))
+    left = int(torch.randint(0, w - cw + 1, (1,), generator=generator))
+    return img[:, top : top + ch, left : left + cw]
 
 
 def read_idx_images(path: Path) -> np.ndarray:

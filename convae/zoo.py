@@ -7,8 +7,11 @@ weights are ``weights/f-qq.safetensors``. Importing this module registers every 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -125,6 +128,8 @@ def with_quality(name: str | None, quality: int) -> str:
 
 def load_at_quality(name: str | None, quality: int | None) -> LoadedModel:
     """``load_model`` at ``quality``: a shipped family's ``-qN`` variant, or a variable-rate model's ``-q 0..100``."""
+    mine = user_model(name) if name is not None else None
+    name = str(mine) if mine is not None else name
     if quality is not None and name is not None and (is_weights_path(name) or get_spec(name).family is None):
         loaded = load_model(name)
         if hasattr(loaded.model, "set_quality"):
@@ -140,13 +145,58 @@ def retired_weights(sha256: str) -> dict[str, str] | None:
 
 
 def is_weights_path(name_or_path: str) -> bool:
-    """True when the argument names a file rather than a registry variant."""
-    return name_or_path.endswith(".safetensors") or "/" in name_or_path or Path(name_or_path).is_file()
+    """True when the argument names a file rather than a registry variant (a user model's NAME names its file)."""
+    return (name_or_path.endswith(".safetensors") or "/" in name_or_path or Path(name_or_path).is_file()
+            or user_model(name_or_path) is not None)
+
+
+def user_models_dir() -> Path:
+    """The user model folder: ``$CONVAE_HOME/models`` (default ``~/.convae/models``); ``NAME.safetensors`` there
+    is model ``NAME``."""
+    return Path(os.environ.get("CONVAE_HOME") or "~/.convae").expanduser() / "models"
+
+
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]*")  # a user model's NAME: no dot, no folder
+
+
+def _is_plain_name(text: str) -> bool:
+    return bool(USER_NAME.fullmatch(text))
+
+
+def user_model(name: str) -> Path | None:
+    """``NAME.safetensors`` in the user model folder, when ``name`` is a plain name no registered variant has."""
+    if not _is_plain_name(name) or list_models(name):
+        return None
+    path = user_models_dir() / f"{name}.safetensors"
+    return path if path.is_file() else None
+
+
+def user_model_path(out: str) -> Path:
+    """``train --out``: a plain NAME (no suffix, no folder) is the user model folder's ``NAME.safetensors``."""
+    if not _is_plain_name(out):
+        return Path(out)
+    if list_models(out):
+        raise UsageError(f"--out {out}: a registered variant has that name; choose another NAME")
+    folder = user_models_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{out}.safetensors"
+
+
+def list_user_models(pattern: str = "*") -> list[Path]:
+    """The user model folder's weights whose NAME matches ``pattern``, sorted (registered names shadow them)."""
+    folder = user_models_dir()
+    found = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    return [p for p in found if fnmatch.fnmatchcase(p.stem, pattern) and _is_plain_name(p.stem)
+            and not list_models(p.stem)]
 
 
 def load_model(name_or_path: str | None = None) -> LoadedModel:
-    """Load a trained model: a registry name uses its shipped weights, a path its file."""
+    """Load a trained model: a registry name uses its shipped weights, a path its file, a user model NAME
+    its file in the user model folder."""
     name_or_path = name_or_path or DEFAULT_MODEL
+    mine = user_model(name_or_path)
+    if mine is not None:
+        name_or_path = str(mine)
     if is_weights_path(name_or_path):
         path, source = Path(name_or_path), name_or_path
         if not path.is_file():
@@ -258,7 +308,35 @@ def describe_models(pattern: str = "*") -> list[dict[str, Any]]:
             "pretrained": shipped_weights(name) is not None,
             **_rates(name, measured, hasattr(net, "set_quality")),
         })
-    return rows
+    return rows + [describe_user_model(path) for path in list_user_models(pattern)]
+
+
+def describe_user_model(path: Path) -> dict[str, Any]:
+    """``convae models``' row for a user model: what it is, and its recorded validation at ``-q 50``."""
+    loaded = load_model(str(path))
+    net, meta = loaded.model, loaded.metadata
+    try:
+        val = json.loads(meta.get("validation", "null")) or {}
+    except json.JSONDecodeError:
+        val = {}
+    mid = (val.get("points") or {}).get("50") or {}
+    variable = hasattr(net, "set_quality")
+    return {
+        "name": path.stem,
+        "description": f"user model {path}: {net.variant} trained on {meta.get('dataset', '?')}",
+        "params": sum(p.numel() for p in net.parameters()),
+        "latent_28": list(net.latent_shape(28, 28)),
+        "latent_256": list(net.latent_shape(256, 256)),
+        "in_channels": net.in_channels,
+        "default_bpp": None,
+        "pretrained": True,
+        "user": True,
+        "quality": "any" if variable else None,
+        "qualities": [0, 100] if variable else [],
+        "bpp": mid.get("bpp"),
+        "psnr": mid.get("psnr"),
+        "eval_set": "user models: their held-out validation at -q 50 (estimated bpp)" if mid else None,
+    }
 
 
 def measured_rates() -> dict[str, dict[str, Any]]:

@@ -117,7 +117,7 @@ def test_test_mse_shared_out_between_processes_adds_up_to_one_process(monkeypatc
     whole = train_module._squared_error_sums(model, images, 1000, crop)
     parts = []
     for rank in range(2):  # as ranks 0 and 1 of 2: batches 0 and 2, then batch 1
-        monkeypatch.setattr(train_module, "_rank_world", lambda rank=rank: (rank, 2))
+        monkeypatch.setattr(train_module, "rank_world", lambda rank=rank: (rank, 2))
         parts.append(train_module._squared_error_sums(model, images, 1000, crop))
     assert whole[1] == 2500 and [count for _, count in parts] == [1500, 1000]
     assert sum(total for total, _ in parts) == pytest.approx(whole[0], rel=1e-12)

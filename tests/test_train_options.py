@@ -71,7 +71,7 @@ def test_bad_train_and_eval_options_get_one_line_errors(runner, train_folder, ti
     out = tmp_path / "w.safetensors"
     common = ["train", "--data", str(train_folder), "--epochs", "1", "--batch-size", "64", "--out", str(out), "--quiet"]
     cases = [
-        (["train", "--data", str(odd), "--epochs", "1", "--out", str(out), "--quiet"],
+        (["train", "--data", str(odd), "--model", "seed", "--epochs", "1", "--out", str(out), "--quiet"],
          "not multiples of seed's stride 4"),
         ([*common, "--crop", "30"], "--crop 30: must be a positive multiple"),
         ([*common, "--threads", "0"], "--threads 0"),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
 
 from convae.errors import UsageError
 
@@ -49,3 +53,28 @@ def get_recipe(name: str, **overrides: object) -> Recipe:
     if name not in RECIPES:
         raise UsageError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
     return RECIPES[name].override(**overrides)
+
+
+def steps_per_epoch(n: int, batch_size: int, world: int) -> int:
+    """Optimiser steps in one epoch of ``n`` images on ``world`` processes."""
+    return math.ceil(math.ceil(n / world) / (batch_size // world))
+
+
+ONECYCLE_DIV = 25  # a one-cycle schedule starts at its peak / 25 (OneCycleLR's div_factor)
+
+
+def scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, n: int, world: int) -> Any:
+    """The one-cycle schedule over the whole run, or None (a constant rate).
+
+    A one-cycle run under 8 steps is too short to warm up: it keeps the schedule's starting rate
+    (peak / 25), never the peak, which from scratch diverges (issue 23: train MSE 107 at 4e-2).
+    """
+    steps = steps_per_epoch(n, recipe.batch_size, world)
+    if recipe.schedule != "onecycle":
+        return None
+    if recipe.epochs * steps < 8:
+        for group in optimizer.param_groups:
+            group["lr"] = recipe.lr / ONECYCLE_DIV
+        return None
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps,
+                                               pct_start=0.25, cycle_momentum=False, div_factor=ONECYCLE_DIV)
