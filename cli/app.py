@@ -65,6 +65,22 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", help="Print nothing but error
 DeviceOpt = Annotated[Literal["auto", "cpu", "cuda"], typer.Option(
     "--device", help="auto: cuda for train when PyTorch sees a GPU, else cpu; cpu for compress and decompress.")]
 BatchOpt = Annotated[int, typer.Option(metavar="N", help="Images per batch.")]
+TrainOutOpt = Annotated[Path, typer.Option(
+    "--out", "-o", metavar="FILE|NAME", help="Where to write the weights: FILE.safetensors, or a NAME (no suffix) for "
+    "the user model folder, then usable as -m NAME (see docs/TRAINING.md).")]
+TrainModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", metavar="NAME", help="Variant to train (expert). Omitted: photov at every rate, fine-tuned from "
+    "the shipped photo weights, every choice made from the data and printed.")]
+ValOpt = Annotated[str | None, typer.Option(metavar="FRACTION|DIR", help="Held-out validation: a fraction of --data "
+                                            "(default 0.1 without --model) or a folder; bpp and PSNR are reported "
+                                            "as it goes.")]
+TimeOpt = Annotated[str | None, typer.Option("--time", metavar="DURATION", help="Stop after this much training: 90s, "
+                                             "20m, 1h (default 20m without --model).")]
+NprocOpt = Annotated[int, typer.Option(metavar="N", help="Launch N data-parallel processes with torchrun (DDP; on a "
+                                       "CPU, N = cores with --threads 1 is about as fast as one process for small "
+                                       "models).")]
+InitOpt = Annotated[str | None, typer.Option(metavar="NAME|PATH", help="Start from these weights: a shipped variant "
+                                             "(e.g. photov) or a .safetensors file; what fits by name and shape.")]
 
 
 def _version(value: bool) -> None:
@@ -297,18 +313,11 @@ def _train_setup(model: str | None, args: dict[str, Any]) -> tuple[Any, Any, Any
 
 @app.command("train")
 def train_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE|NAME", help="Where to write the weights: "
-                                      "FILE.safetensors, or a NAME (no suffix) for the user model folder, "
-                                      "then usable as -m NAME (see docs/TRAINING.md).")],
+    out: TrainOutOpt,
     data: DataOpt,
-    model: Annotated[str | None, typer.Option("--model", "-m", metavar="NAME", help="Variant to train (expert). "
-                                              "Omitted: photov at every rate, fine-tuned from the shipped photo "
-                                              "weights, every choice made from the data and printed.")] = None,
-    val: Annotated[str | None, typer.Option(metavar="FRACTION|DIR", help="Held-out validation: a fraction of "
-                                            "--data (default 0.1 without --model) or a folder; bpp and PSNR are "
-                                            "reported as it goes.")] = None,
-    time_limit: Annotated[str | None, typer.Option("--time", metavar="DURATION", help="Stop after this much "
-                                                   "training: 90s, 20m, 1h (default 20m without --model).")] = None,
+    model: TrainModelOpt = None,
+    val: ValOpt = None,
+    time_limit: TimeOpt = None,
     recipe: Annotated[str | None, typer.Option(metavar="NAME", help="Recipe: fast (default with --model) or blog.")]
     = None,
     epochs: Annotated[int | None, typer.Option(metavar="N", help="Epochs (recipe default if omitted).")] = None,
@@ -318,13 +327,9 @@ def train_cmd(
     seed: Annotated[int, typer.Option(metavar="N", help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint (the same flags as the run it "
                                          "continues).")] = False,
-    nproc: Annotated[int, typer.Option(metavar="N", help="Launch N data-parallel processes with torchrun (DDP; on "
-                                       "a CPU, N = cores with --threads 1 is about as fast as one process for small "
-                                       "models).")] = 1,
+    nproc: NprocOpt = 1,
     threads: Annotated[int | None, typer.Option(metavar="N", help="Torch CPU threads per process.")] = None,
-    init: Annotated[str | None, typer.Option(metavar="NAME|PATH", help="Start from these weights: a shipped variant "
-                                             "(e.g. photoh-q2) or a .safetensors file; what fits by name and shape.")]
-    = None,
+    init: InitOpt = None,
     limit: Annotated[int | None, typer.Option(metavar="N", help="Train on the first N training images only.")] = None,
     lmbda: Annotated[float | None, typer.Option(metavar="LAMBDA", help="Rate-distortion weight (variants with a "
                                                 "rate term).")] = None,
@@ -356,11 +361,10 @@ def train_cmd(
         with torch_loading():
             import torch
 
+            import convae.training.train  # noqa: F401  (imported under torch_loading's message)
             from convae.training.distributed import setup_distributed
-            from convae.training.train import train
             from convae.zoo import user_model_path
         freeze_imports()  # this process's PyTorch objects: never traversed again (docs/PERFORMANCE.md)
-        out = user_model_path(str(out))
         _set_threads(threads)
         dev = _device(device)
         rank = setup_distributed(dev)
@@ -368,18 +372,25 @@ def train_cmd(
         args = {"data": data, "val": val, "time": time_limit, "recipe": recipe, "epochs": epochs, "lr": lr,
                 "batch_size": batch_size, "crop": crop, "seed": seed, "init": init, "limit": limit, "lmbda": lmbda,
                 "exclude": exclude, "meta": meta, "config": config}
-        net, ds, chosen, crop_used, stop, extra = _train_setup(model, args)
-        show = rank == 0 and not quiet
-        lines = tuple(extra.pop("auto_lines", ()))
-        budget = stop.seconds if stop is not None else None
-        total = int(budget) if budget else len(ds.train) * chosen.epochs
-        name = net.variant + ("/gray" if net.in_channels == 1 and model is None else "")
-        with progress(total, f"train {name}", quiet=not show, info="") as bar:
-            on_step, on_epoch = _train_reports(bar, name, chosen, len(ds.train), show, budget, lines)
-            result = train(net, ds, out, chosen, seed=seed, crop=crop_used, resume=resume, force=force,
-                           on_step=on_step, on_epoch=on_epoch, extra_metadata=extra, device=dev, stop=stop)
-        if show:
-            _report_saved(out, result, result.metadata)
+        _train_run(user_model_path(str(out)), model, args, {"resume": resume, "force": force, "device": dev},
+                   show=rank == 0 and not quiet)
+
+
+def _train_run(out: Path, model: str | None, args: dict[str, Any], how: dict[str, Any], show: bool) -> None:
+    """Set up and run one training (this process's share), with progress and the closing line."""
+    from convae.training.train import train
+
+    net, ds, chosen, crop_used, stop, extra = _train_setup(model, args)
+    lines = tuple(extra.pop("auto_lines", ()))
+    budget = stop.seconds if stop is not None else None
+    total = int(budget) if budget else len(ds.train) * chosen.epochs
+    name = net.variant + ("/gray" if net.in_channels == 1 and model is None else "")
+    with progress(total, f"train {name}", quiet=not show, info="") as bar:
+        on_step, on_epoch = _train_reports(bar, name, chosen, len(ds.train), show, budget, lines)
+        result = train(net, ds, out, chosen, seed=args["seed"], crop=crop_used, on_step=on_step, on_epoch=on_epoch,
+                       extra_metadata=extra, stop=stop, **how)
+    if show:
+        _report_saved(out, result, result.metadata)
 
 
 @app.command("eval")
