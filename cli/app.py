@@ -426,6 +426,8 @@ def eval_cmd(
             raise fail("--data is required (or pass --rd)", 2)
         if grid is not None and grid.exists():
             raise fail(f"{grid} already exists; remove it or choose another --grid", 1)
+        if not data.startswith("fashion-mnist:") and Path(data).is_dir():
+            return _eval_folder(Path(data), model, quality, bits, limit, grid, json_out)
         with torch_loading():
             from convae.evaluation.evaluate import evaluate
             from convae.zoo import with_quality
@@ -437,6 +439,20 @@ def eval_cmd(
             print_json(result)
         else:
             _table(f"eval {result['model']} on {data}", result)
+
+
+def _eval_folder(folder: Path, model: str | None, quality: int | None, bits: int | None, limit: int | None,
+                 grid: Path | None, json_out: bool) -> None:
+    """``convae eval --data DIR``: the model through compress and decompress, as a table or one JSON line."""
+    if grid is not None:
+        raise fail("--grid draws data set tiles; for a folder, decompress it and view the PNGs", 2)
+    with torch_loading():
+        from convae.evaluation.codec_eval import evaluate_folder
+    result = evaluate_folder(model, folder, quality, bits, limit)
+    if json_out:
+        print_json(result)
+    else:
+        _table(f"eval {result['model']} on {folder}", result)
 
 
 def _rd_report(data: str | None, photos: Path | None, out: Path, limit: int | None, quick: bool,

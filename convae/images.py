@@ -165,6 +165,15 @@ def to_channels(decoded: Decoded, channels: int) -> Decoded:
     return Decoded(pixels.reshape(*pixels.shape[:2], channels), decoded.alpha, decoded.mode, decoded.has_alpha)
 
 
+def as_written(decoded: Decoded, recon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Original and reconstruction in the channels decompress writes: a gray image a colour model coded is
+    compared in gray (as ``restore`` converts it), so PSNR is of what the user gets."""
+    if decoded.mode in _GRAY and recon.shape[2] == 3 and decoded.pixels.shape[2] == 3:
+        gray = np.array(Image.fromarray(recon, "RGB").convert("L"))
+        return decoded.pixels[:, :, :1], gray[:, :, None]
+    return decoded.pixels, recon
+
+
 def restore(pixels: np.ndarray, mode: str, alpha: np.ndarray | None, has_alpha: bool) -> Image.Image:
     """Turn reconstructed uint8 ``(H, W, C)`` pixels back into an image of the original mode."""
     img = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, "L" if pixels.shape[2] == 1 else "RGB")

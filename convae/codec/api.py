@@ -30,7 +30,7 @@ from convae.codec.imagepool import ImagePool, written_bytes
 from convae.codec.manifest import ImageEntry, ShardInfo
 from convae.codec.shards import job_inputs, parse_shard
 from convae.errors import DataError, FormatError, OutputError, UsageError
-from convae.images import Decoded, batched, output_names, to_channels
+from convae.images import Decoded, as_written, batched, output_names, to_channels
 from convae.quality import variant_quality
 
 Progress = Callable[[int, int], None]  # (images just done, images in the run)
@@ -167,7 +167,7 @@ class _Encoding:
                 self.latent_shapes.update(_queue_codes(self.chunker, good, symbols, self.summary))
                 if self.verify:
                     for (_, _, d, _), rec in zip(good, recon, strict=True):
-                        mi.accumulate(self.stats, d.pixels, rec)
+                        mi.accumulate(self.stats, *as_written(d, rec))
                 if progress:
                     progress(len(batch), total)
 

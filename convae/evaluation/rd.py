@@ -26,8 +26,9 @@ import numpy as np
 from convae import __version__
 from convae.atomic import write_bytes
 from convae.data import load_fashion_mnist
-from convae.evaluation.baselines import Point, distortion, mosaic, pca, per_image
+from convae.evaluation.baselines import Point, mosaic, pca, per_image
 from convae.evaluation.bjontegaard import bd_psnr, bd_psnr_vs_best, bd_rate
+from convae.evaluation.codec_eval import codec_point
 from convae.images import find_images, read_image, write_png
 
 QUALITIES = {"jpeg": [10, 20, 30, 50, 70, 90], "webp": [0, 10, 25, 50, 75, 90], "avif": [10, 25, 40, 55, 70, 85]}
@@ -105,30 +106,6 @@ def convae_families(report: Report, families: dict[str, list[str]], work: Path) 
     for name, models in families.items():
         if models:
             convae_family(report, name, models, work / "images", work)
-
-
-def codec_point(model: str, folder: Path, originals: list[np.ndarray], work: Path) -> Point:
-    """One convae model's point (``NAME`` or, for a variable-rate model, ``NAME@QUALITY``): real bytes on disk,
-    distortion of the decoded PNGs, seconds per image."""
-    from convae.codec.api import compress, decompress
-    from convae.codec.format import open_codes
-    from convae.images import output_names
-
-    codes, recon_dir = work / "codes.npy", work / "recon"
-    shutil.rmtree(recon_dir, ignore_errors=True)
-    name, _, quality = model.partition("@")
-    enc = compress([folder], codes, model=name, quality=float(quality) if quality else None, force=True)
-    dec = decompress(codes, recon_dir, model=name, force=True)
-    root, files = find_images([folder])
-    channels = originals[0].shape[2]
-    names = output_names([p.relative_to(root).as_posix() for p in files])
-    recons = [read_image(recon_dir / name, channels).pixels for name in names]
-    n = len(files)
-    manifest = open_codes(codes).manifest_bytes  # npy_bytes: the file without it
-    npy = codes.stat().st_size - manifest
-    return Point(8 * (npy + manifest) / enc.pixels, **distortion(originals, recons),
-                 encoding_time=enc.seconds / n, decoding_time=dec.seconds / n,
-                 setting={"model": model, "npy_bytes": npy, "manifest_bytes": manifest})
 
 
 def _write_pngs(images: list[np.ndarray], folder: Path) -> None:
