@@ -93,11 +93,12 @@ class LoadedModel:
 
 
 def shipped_weights(name: str) -> Path | None:
-    """Path of a variant's shipped weights inside the package, if any."""
+    """Path of a variant's shipped weights, if any: inside convae's package, or (an absolute path) a plugin's."""
     spec = get_spec(name)
     if not spec.pretrained:
         return None
-    path = Path(str(resources.files("convae") / "weights" / spec.pretrained))
+    own = Path(spec.pretrained)
+    path = own if own.is_absolute() else Path(str(resources.files("convae") / "weights" / spec.pretrained))
     return path if path.is_file() else None
 
 

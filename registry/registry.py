@@ -62,7 +62,8 @@ def register_model(
 
 def register_pretrained(name: str, architecture: str, weights: str, *, source: str, description: str = "",
                         family: str | None = None, quality: int | None = None, **config: Any) -> ModelSpec:
-    """Register trained variant ``name``: ``architecture`` with ``config`` and the shipped file ``weights``.
+    """Register trained variant ``name``: ``architecture`` with ``config`` and the shipped file ``weights``
+    (a name in convae's weights folder, or an absolute path: a plugin's own file).
 
     A single-rate architecture may carry its weights under its own name (``seed``).
     """

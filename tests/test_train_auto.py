@@ -50,7 +50,7 @@ def _gray_odd_folder(folder: Path, n: int = 20) -> Path:
 def test_plan_for_gray_images_of_any_size(tmp_path):
     plan = plan_run(str(_gray_odd_folder(tmp_path / "g")), None, None, 0, Overrides())
     assert plan.model == "photov" and plan.config == {"in_channels": 1} and plan.init == "photov"
-    assert plan.crop == (40, 32)  # each side the largest multiple of the stride that fits
+    assert plan.crop == (48, 40)  # each side edge-padded to a multiple of the stride, as the codec pads it
     assert len(plan.data.train) == 18 and len(plan.data.test) == 2  # 10 % held out
     assert plan.stop.seconds == 20 * 60 and plan.recipe.batch_size == 4  # at least 4 steps an epoch
     assert set(plan.choices) >= {"model", "init", "validation", "crop", "batch_size", "lr", "time"}
@@ -106,7 +106,7 @@ def test_one_command_trains_a_user_model_used_by_name(runner, tmp_path, monkeypa
     weights = tmp_path / "home" / "models" / "faces.safetensors"
     _, meta, _ = read_weights(weights)
     auto, val = json.loads(meta["auto"]), json.loads(meta["validation"])
-    assert auto["model"] == "photov/gray" and auto["crop"] == [40, 32] and meta["init_fold"] == "rgb-to-gray"
+    assert auto["model"] == "photov/gray" and auto["crop"] == [48, 40] and meta["init_fold"] == "rgb-to-gray"
     assert set(val["points"]) == {"0", "50", "100"} and float(meta["train_seconds"]) < 30
     assert val["points"]["0"]["bpp"] < val["points"]["50"]["bpp"] < val["points"]["100"]["bpp"]
     listed = [json.loads(line) for line in invoke(runner, "models", "faces", "--json").stdout.splitlines()]
@@ -148,3 +148,25 @@ def test_divergence_is_reported_not_saved(train_folder, tmp_path):
     with pytest.raises(TrainingError, match=r"train MSE 107 .*try a lower --lr"):
         train(net, load_dataset(str(train_folder), 1), tmp_path / "w.safetensors", RECIPES["fast"].override(epochs=1))
     assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_a_trained_codec_registers_by_name_as_a_plugin_would(tmp_path):
+    """The sharing route (docs/TRAINING.md): a package registers its weights file under a name."""
+    from convae.registry import get_spec, register_pretrained
+    from convae.registry.registry import _SPECS
+
+    from tests.conftest import train_tiny
+
+    folder = tmp_path / "imgs"
+    write_pngs(folder, make_images(16, seed=2))
+    weights = train_tiny(tmp_path / "w.safetensors", folder, "photov", in_channels=1, n=8, m=4, depth=2, hyper=8,
+                         z_channels=4)
+    try:
+        register_pretrained("zz-shared-faces", "photov", str(weights), source="a plugin", in_channels=1, n=8, m=4,
+                            depth=2, hyper=8, z_channels=4)
+        from convae.zoo import load_model, shipped_weights
+
+        assert shipped_weights("zz-shared-faces") == weights and get_spec("zz-shared-faces").pretrained
+        assert load_model("zz-shared-faces").sha256 == read_weights(weights)[2]
+    finally:
+        _SPECS.pop("zz-shared-faces", None)

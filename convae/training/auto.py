@@ -107,14 +107,15 @@ def _sizes(images: ImageSet) -> tuple[int, int, str]:
 
 
 def crop_for(images: ImageSet, stride: int, crop: int | None) -> tuple[tuple[int, int] | int, str]:
-    """Random training crops: ``CROP`` square when images are larger, else the image trimmed to the stride."""
+    """Random training crops: ``CROP`` square of larger images; a smaller side is edge-padded to the next
+    multiple of the stride, as the codec pads it, so small images train whole."""
     if crop is not None:
         return crop, f"random {crop}x{crop} crops (--crop)"
     h, w, desc = _sizes(images)
-    ch, cw = (max(stride, min(CROP, v // stride * stride)) for v in (h, w))
+    ch, cw = (CROP if v >= CROP else -(-v // stride) * stride for v in (h, w))
     why = f"random {cw}x{ch} crops of images {desc}"
-    if (ch, cw) != (min(h, CROP), min(w, CROP)):
-        why += f" (sides a multiple of {BASE}'s stride {stride}; the rest cut at a random offset, or edge-padded)"
+    if ch > h or cw > w:
+        why += f" (edge-padded to a multiple of {BASE}'s stride {stride}, as the codec pads them)"
     return (ch, cw), why
 
 
