@@ -151,8 +151,9 @@ def _models_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     sets = sorted({r["eval_set"] for r in rows if r["eval_set"]})
-    table = Table(title="convae variants", caption="* the default model. bpp, PSNR: measured on "
-                  + ("; ".join(sets) or "-") + ". Pick a rate with -q N, or compress --target-psnr/--max-bpp.")
+    default = "* the default model. " if any(r.get("default") for r in rows) else ""
+    table = Table(title="convae variants", caption=default + "bpp, PSNR: measured on " + ("; ".join(sets) or "-")
+                  + ". Pick a rate with -q N, or compress --target-psnr/--max-bpp.")
     for col in ("name", "quality", "bpp", "PSNR", "ch", "params", "latent 256x256", "weights"):
         table.add_column(col, no_wrap=col in ("name", "quality"))
     for r in rows:

@@ -26,11 +26,12 @@ INIT = "photov"  # the shipped variable-rate photo weights
 CROP = 128  # the photov recipe's crop (scripts/train_zoo.sh)
 PIXELS_PER_BATCH = 8 * 128 * 128  # the photov recipe's batch, in pixels
 MAX_BATCH = 32
-LR = 2e-4  # the photov recipe's peak rate; constant here, /10 once validation stalls
+LR = 2e-4  # the photov recipe's peak rate; constant here, /10 each time validation stalls
 DEFAULT_SECONDS = 20 * 60
 DEFAULT_VAL = 0.1
 MAX_VAL = 200  # held-out images validated: enough for a stable mean, cheap enough to run often
-PATIENCE = 3  # validations without improvement before the rate drops (then before stopping)
+PATIENCE = 5  # validations without improvement before the rate drops (twice), then before stopping
+DROPS = 2
 COLOUR_LEVELS = 2  # channels more than this apart make an image colour (the codec's rule)
 
 
@@ -148,7 +149,7 @@ def plan_run(spec: str, val: str | None, seconds: float | None, seed: int, given
                                                                                  len(train) // 4))
     recipe = Recipe("auto", batch_size=batch, lr=given.lr if given.lr is not None else LR,
                     epochs=given.epochs if given.epochs is not None else 100000, schedule="constant")
-    stop = StopRule(seconds=seconds or DEFAULT_SECONDS, patience=PATIENCE)
+    stop = StopRule(seconds=seconds or DEFAULT_SECONDS, patience=PATIENCE, drops=DROPS)
     plan = Plan(BASE, {"in_channels": 1} if gray else {}, given.init or INIT, data, recipe, crop, stop)
     _explain(plan, gray, len(train), how, crop_why, given, seconds)
     return plan
@@ -169,10 +170,10 @@ def _explain(plan: Plan, gray: bool, n: int, how: str, crop_why: str, given: Ove
     plan.choose("batch_size", r.batch_size, f"batch {r.batch_size}" + (" (--batch-size)" if given.batch_size else
                 f" (about {PIXELS_PER_BATCH:,} pixels a step, at least 4 steps an epoch of {n} images)"))
     plan.choose("lr", r.lr, f"learning rate {r.lr:g}" + (" (--lr)" if given.lr else
-                " (Adam, constant; divided by 10 once validation stalls)"))
+                f" (Adam, constant; divided by 10 each time validation stalls, {DROPS} times)"))
     limit = format_duration(plan.stop.seconds or 0)
     plan.choose("time", plan.stop.seconds, f"stop after {limit}" + (" (--time)" if seconds else
-                " (the default; --time to change)") + f" or when validation stops improving ({PATIENCE} checks)"
+                " (the default; --time to change)") + f" or when validation stops improving ({PATIENCE} checks, after the rate dropped {DROPS} times)"
                 + (f", or after {r.epochs} epochs (--epochs)" if given.epochs else ""))
 
 

@@ -22,7 +22,7 @@ class StopRule:
 
     seconds: float | None = None
     patience: int | None = None
-    min_delta: float = 0.002
+    min_delta: float = 0.0005
     drops: int = 1
 
     def as_dict(self) -> dict[str, Any]:
