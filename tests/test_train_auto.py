@@ -170,3 +170,14 @@ def test_a_trained_codec_registers_by_name_as_a_plugin_would(tmp_path):
         assert load_model("zz-shared-faces").sha256 == read_weights(weights)[2]
     finally:
         _SPECS.pop("zz-shared-faces", None)
+
+
+def test_an_automatic_run_resumes_with_a_longer_budget(runner, tmp_path):
+    data = _gray_odd_folder(tmp_path / "g", 16)
+    out = tmp_path / "w.safetensors"
+    ok(invoke(runner, "train", "--data", data, "--out", out, "--time", "3s", "--quiet"))
+    first = json.loads(out.with_name("w.history.json").read_text())["history"]
+    ok(invoke(runner, "train", "--data", data, "--out", out, "--time", "6s", "--resume", "--force", "--quiet"))
+    second = json.loads(out.with_name("w.history.json").read_text())["history"]
+    assert second[: len(first)] == first and len(second) > len(first)
+    assert 5 <= float(read_weights(out)[1]["train_seconds"]) < 12

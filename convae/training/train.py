@@ -107,7 +107,8 @@ def train(
     state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
     if resume:
         state = _resume(ckpt, net, optimizer, scheduler)
-    tracker = Tracker(stop or StopRule(), dict(state.get("stop") or Tracker(StopRule()).state))
+    # a resumed run goes on under its new budget: why the run it continues stopped no longer holds
+    tracker = Tracker(stop or StopRule(), {**(state.get("stop") or Tracker(StopRule()).state), "reason": None})
     loop = _Loop(net, ddp, data, optimizer, scheduler, recipe, seed, crop, ckpt, on_step, on_epoch, tracker,
                  validating=stop is not None and data.test is not None)
     try:
