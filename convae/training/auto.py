@@ -172,8 +172,9 @@ def _explain(plan: Plan, gray: bool, n: int, how: str, crop_why: str, given: Ove
     plan.choose("lr", r.lr, f"learning rate {r.lr:g}" + (" (--lr)" if given.lr else
                 f" (Adam, constant; divided by 10 each time validation stalls, {DROPS} times)"))
     limit = format_duration(plan.stop.seconds or 0)
+    plateau = f"{PATIENCE} checks, after the rate dropped {DROPS} times"
     plan.choose("time", plan.stop.seconds, f"stop after {limit}" + (" (--time)" if seconds else
-                " (the default; --time to change)") + f" or when validation stops improving ({PATIENCE} checks, after the rate dropped {DROPS} times)"
+                " (the default; --time to change)") + f" or when validation stops improving ({plateau})"
                 + (f", or after {r.epochs} epochs (--epochs)" if given.epochs else ""))
 
 
