@@ -45,6 +45,10 @@ def compress_to_target(inputs: list[Path], out: Path, model: str | None = None, 
     """
     if target_psnr is None and max_bpp is None:
         raise UsageError("give --target-psnr and/or --max-bpp")
+    if target_psnr is not None and not 0 < target_psnr < 100:
+        raise UsageError(f"--target-psnr {target_psnr:g}: give decibels between 0 and 100, such as 32")
+    if max_bpp is not None and not max_bpp > 0:
+        raise UsageError(f"--max-bpp {max_bpp:g}: give bits per pixel above 0, such as 0.5")
     if options.get("shard"):
         raise UsageError("--target-psnr/--max-bpp pick one quality per job, and shards that picked different "
                          "ones cannot be merged; pick one with -q (see `convae models`)")
