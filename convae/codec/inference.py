@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from convae.codec.chunks import read_chunk
 from convae.codec.format import CodeFile
 from convae.codec.manifest import Header, ImageEntry, ModelRef, QuantizerSpec, ShardInfo
+from convae.codec.tiles import tiled_decode, tiled_encode
 from convae.entropy.coder import ChunkCoder
 from convae.entropy.quantize import INTEGER, Quantizer
 from convae.errors import ConvaeError, FormatError, UsageError, WeightsError
@@ -186,9 +187,10 @@ def encode_batch(
     for (h, w, _), idx in by_size.items():
         x = torch.from_numpy(np.stack([decoded[i].pixels for i in idx])).to(device)
         x = pad_to_stride(x.permute(0, 3, 1, 2).float().div_(255), net.stride)
-        s = q.to_symbols(net.encode(x.contiguous(memory_format=torch.channels_last)))
+        s = q.to_symbols(tiled_encode(net.encode, x.contiguous(memory_format=torch.channels_last), net.stride))
         if verify:
-            r = to_uint8(net.decode(q.from_symbols(s))[..., :h, :w].cpu())
+            y = q.from_symbols(s).contiguous(memory_format=torch.channels_last)
+            r = to_uint8(tiled_decode(net.decode, y, net.stride)[..., :h, :w].cpu())
         s = s.cpu().numpy()
         for j, i in enumerate(idx):
             symbols[i] = s[j]
@@ -206,7 +208,8 @@ def decode_batch(net: Autoencoder, q: Quantizer, parsed: list[tuple], device: st
     out: list[tuple | None] = [None] * len(parsed)
     for _, idx in by_shape.items():
         s = torch.from_numpy(np.stack([parsed[i][2] for i in idx]).astype(np.int64)).to(device)
-        x = to_uint8(net.decode(q.from_symbols(s).contiguous(memory_format=torch.channels_last)).cpu())
+        y = q.from_symbols(s).contiguous(memory_format=torch.channels_last)
+        x = to_uint8(tiled_decode(net.decode, y, net.stride).cpu())
         for j, i in enumerate(idx):
             e, name, _, alpha = parsed[i]
             out[i] = (e, name, np.ascontiguousarray(x[j, : e.height, : e.width]), alpha)
