@@ -83,6 +83,20 @@ InitOpt = Annotated[str | None, typer.Option(metavar="NAME|PATH", help="Start fr
                                              "(e.g. photov) or a .safetensors file; what fits by name and shape.")]
 
 
+def _pixel_limit(value: int | None) -> int | None:
+    """Hand --max-pixels to the library and its worker processes, which read CONVAE_MAX_PIXELS."""
+    if value is not None:
+        from convae.images import LIMIT_ENV
+
+        os.environ[LIMIT_ENV] = str(value)
+    return value
+
+
+MaxPixelsOpt = Annotated[int | None, typer.Option(
+    metavar="N", min=1, max=1 << 31, callback=_pixel_limit, help="Refuse images over N pixels as possible "
+    "decompression bombs (default 67108864 = 8192x8192; also CONVAE_MAX_PIXELS). Memory grows with it.")]
+
+
 def _version(value: bool) -> None:
     if value:
         from convae import __version__
@@ -527,6 +541,7 @@ def compress_cmd(
                                                   "the lowest meeting it within X).")] = None,
     batch_size: BatchOpt = 256,
     device: DeviceOpt = "auto",
+    max_pixels: MaxPixelsOpt = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -575,6 +590,7 @@ def decompress_cmd(
     = "png",
     batch_size: BatchOpt = 256,
     device: DeviceOpt = "auto",
+    max_pixels: MaxPixelsOpt = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -646,11 +662,17 @@ def _report(result: dict, title: str, json_out: bool, quiet: bool, console: Any 
         from convae.cli.summary import summary_rows
 
         _table(title, summary_rows(result), console)
-    if not json_out:  # skipped inputs are errors: listed on stderr even with --quiet
-        for item in result.get("skipped", []):
-            typer.echo(f"convae: skipped: {' '.join(item['error'].split())}", err=True)
+    for item in result.get("skipped", []):  # skipped inputs are errors: on stderr even with --quiet or --json
+        typer.echo(f"convae: skipped: {' '.join(item['error'].split())}", err=True)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # cleaned up as for Ctrl-C (timeout, docker stop and batch schedulers send SIGTERM)
 
 
 def main() -> None:
     """Console-script entry point: ``ConvaeGroup.main`` prints usage errors as one line (exit code 2)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
     app()

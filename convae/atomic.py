@@ -1,4 +1,9 @@
-"""Atomic file output: write to a temporary file in the target's folder, then rename into place."""
+"""Atomic file output: write to a temporary file in the target's folder, then rename into place.
+
+Without ``--force`` the final step is a hard link, which fails on an existing name: a job that lost a
+race for an output is refused, never overwrites the winner. Moves of many files hold SIGINT/SIGTERM
+until they are done, so an interrupt leaves the whole set or none of it.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,13 @@ import contextlib
 import errno
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from convae.errors import OutputError
+from convae.errors import OutputError, UsageError
 
 
 def check_writable(path: Path, force: bool) -> None:
@@ -23,7 +30,17 @@ def check_writable(path: Path, force: bool) -> None:
     if not parent.is_dir():
         raise OutputError(f"output folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK):
-        raise OutputError(f"output folder {parent} is not writable; choose another --out")
+        raise OutputError(f"output folder {parent} is not writable; write the output somewhere else")
+
+
+def check_not_input(path: Path, inputs: Iterable[Path]) -> None:
+    """Refuse an output that is one of the inputs: even ``--force`` replaces old outputs, not what a job reads."""
+    if not path.exists():
+        return
+    for item in inputs:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(item, path):
+                raise UsageError(f"{path} is also an input of this command; write the output somewhere else")
 
 
 @contextlib.contextmanager
@@ -50,14 +67,55 @@ def _umask() -> int:
     return mask
 
 
-def commit(tmp: Path, path: Path) -> None:
-    """Flush ``tmp`` to disk and rename it onto ``path`` (atomic on POSIX)."""
+def commit(tmp: Path, path: Path, replace: bool = True) -> None:
+    """Flush ``tmp`` to disk and move it onto ``path`` (atomic on POSIX); without ``replace``, a ``path`` that
+    appeared meanwhile (another job's) is refused."""
     try:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            place_new(tmp, path)
     except OSError as exc:
         raise as_output_error(exc, path) from exc
+
+
+_NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV)
+
+
+def place_new(src: Path, dst: Path) -> None:
+    """Give ``src``'s file the name ``dst`` only if nothing has that name: a hard link (atomic), or where the file
+    system has none, a check then a rename. ``src`` keeps its name too; its caller removes it."""
+    try:
+        os.link(src, dst)
+        return
+    except FileExistsError:
+        raise OutputError(f"{dst} already exists (another job wrote it meanwhile?); pass --force to overwrite it"
+                          ) from None
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+    if os.path.lexists(dst):
+        raise OutputError(f"{dst} already exists (another job wrote it meanwhile?); pass --force to overwrite it")
+    os.rename(src, dst)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then act on the first (in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda n, _frame: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if got:
+            signal.raise_signal(got[0])
 
 
 @contextlib.contextmanager
@@ -112,9 +170,10 @@ def remove_empty(folders: list[Path]) -> None:
             return
 
 
-def publish(stage: Path, out_dir: Path, names: list[str]) -> None:
+def publish(stage: Path, out_dir: Path, names: list[str], replace: bool = False) -> None:
     """Flush the staged files to disk once, then move them to the same relative paths under ``out_dir``:
-    the whole staging folder in one rename where ``out_dir`` is still missing, else file by file."""
+    the whole staging folder in one rename where ``out_dir`` is still missing, else file by file (without
+    ``replace``, a name taken meanwhile undoes the files already placed and is refused)."""
     os.sync()
     if stage.parent != out_dir:
         os.chmod(stage, 0o777 & ~_umask())  # a folder as mkdir makes it (mkdtemp's is private)
@@ -129,11 +188,25 @@ def publish(stage: Path, out_dir: Path, names: list[str]) -> None:
             (out_dir / parent).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise as_output_error(exc, out_dir / parent) from exc
-    for name in names:
-        try:
-            os.replace(stage / name, out_dir / name)
-        except OSError as exc:
-            raise as_output_error(exc, out_dir / name) from exc
+    with signals_held():
+        _move_files(stage, out_dir, names, replace)
+
+
+def _move_files(stage: Path, out_dir: Path, names: list[str], replace: bool) -> None:
+    placed: list[Path] = []
+    try:
+        for name in names:
+            if replace:
+                os.replace(stage / name, out_dir / name)
+            else:
+                place_new(stage / name, out_dir / name)
+                placed.append(out_dir / name)
+    except (OSError, OutputError) as exc:
+        for path in placed:  # ours alone: without replace, nothing existing was touched
+            path.unlink(missing_ok=True)
+        if isinstance(exc, OutputError):
+            raise
+        raise as_output_error(exc, out_dir / name) from exc
 
 
 def write_bytes(path: Path, data: bytes) -> None:

@@ -5,8 +5,8 @@ applied. Alpha is split off (kept losslessly by the codec); 16-bit images are co
 and written back as 16-bit. PNG cannot hold CMYK, so CMYK images come back as RGB. What coding
 drops is warned about by name: frames after the first (GIF, APNG, TIFF), an ICC profile.
 
-Images declaring more than ``MAX_PIXELS`` pixels are refused as decompression bombs before any
-pixel is decoded. Pillow's own bomb warning is silenced: this stricter check replaces it.
+Images declaring more than ``max_pixels()`` pixels (``MAX_PIXELS`` unless raised) are refused as
+decompression bombs before any pixel is decoded; Pillow's fixed check is replaced by this one.
 """
 
 from __future__ import annotations
@@ -26,19 +26,19 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from convae.atomic import write_bytes
-from convae.errors import DataError
+from convae.errors import DataError, UsageError
 
 # Pillow formats a folder scan skips: they need external programs or are stubs without a decoder
 _NOT_SCANNED = frozenset({"EPS", "BUFR", "GRIB", "HDF5", "MPEG", "WMF"})
-MAX_PIXELS = 1 << 26  # 67 M pixels (8192 x 8192); larger declared sizes are refused as bombs
+MAX_PIXELS = 1 << 26  # the default limit per image: 67 M pixels (8192 x 8192); larger ones are refused as bombs
+PIXEL_CEILING = 1 << 31  # the highest the limit may be raised to, and the most a manifest may declare
+LIMIT_ENV = "CONVAE_MAX_PIXELS"  # set by --max-pixels, so that worker processes see it too
+Image.MAX_IMAGE_PIXELS = None  # Pillow's fixed bomb check (a warning, then an error at 179 M): ours replaces it
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _GRAY = ("1", "L", "LA", "La", "F", *_SIXTEEN_BIT)
 _CHANNEL_MODES = {1: "L", 3: "RGB"}
 
 T = TypeVar("T")
-
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-
 
 @dataclass
 class Decoded:
@@ -109,15 +109,33 @@ def _warn_dropped(path: Path, img: Image.Image) -> None:
                       stacklevel=3)
 
 
+def max_pixels() -> int:
+    """The pixel limit per image: ``MAX_PIXELS``, or what ``CONVAE_MAX_PIXELS`` (``--max-pixels``) sets."""
+    raw = os.environ.get(LIMIT_ENV, "").strip().replace("_", "")
+    if not raw:
+        return MAX_PIXELS
+    if not raw.isdigit() or not 1 <= int(raw) <= PIXEL_CEILING:
+        raise UsageError(f"{LIMIT_ENV}={os.environ[LIMIT_ENV]!r}: give a whole number of pixels from 1 to "
+                         f"{PIXEL_CEILING:,} (default {MAX_PIXELS:,})")
+    return int(raw)
+
+
+def over_limit(what: object, w: int, h: int, limit: int) -> DataError:
+    """The error for an image of ``w`` x ``h`` over the pixel limit: what to do if it is real."""
+    return DataError(f"{what}: declares {w}x{h} pixels, over the limit of {limit:,}: refused as a possible "
+                     f"decompression bomb (if the image is real, raise the limit with --max-pixels {w * h})")
+
+
 def _reason(exc: BaseException) -> str:
     return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
 
 
 def _open(path: Path) -> Image.Image:
+    limit = max_pixels()
     try:
-        img = Image.open(path)
-    except Image.DecompressionBombError as exc:
-        raise DataError(f"{path}: declares over {MAX_PIXELS:,} pixels, refused as a decompression bomb") from exc
+        img = Image.open(path)  # reads the header only; the size is checked below, before any pixel is decoded
+    except Image.DecompressionBombError as exc:  # Pillow's own check is off (below); kept for plugins that call it
+        raise DataError(f"{path}: refused as a possible decompression bomb ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise DataError(f"{path}: not an image file, or an unsupported format") from exc
     except PermissionError as exc:
@@ -127,9 +145,12 @@ def _open(path: Path) -> Image.Image:
     except Exception as exc:  # Pillow's header parsers may raise more than OSError on hostile files
         raise DataError(f"{path}: cannot read ({_reason(exc)})") from exc
     w, h = img.size
-    if w * h > MAX_PIXELS or w <= 0 or h <= 0:
+    if w <= 0 or h <= 0:
         img.close()
-        raise DataError(f"{path}: declares {w}x{h} pixels, over {MAX_PIXELS:,}: refused as a decompression bomb")
+        raise DataError(f"{path}: declares {w}x{h} pixels: not an image")
+    if w * h > limit:
+        img.close()
+        raise over_limit(path, w, h, limit)
     return img
 
 

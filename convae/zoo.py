@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 
 import convae.models  # noqa: F401  (registers the architectures)
-from convae.errors import UsageError, WeightsError
+from convae.errors import ConvaeError, UsageError, WeightsError
 from convae.models.base import Autoencoder
 from convae.quality import DEFAULT_LEVEL, quality_of
 from convae.registry import (
@@ -146,15 +147,26 @@ def retired_weights(sha256: str) -> dict[str, str] | None:
 
 
 def is_weights_path(name_or_path: str) -> bool:
-    """True when the argument names a file rather than a registry variant (a user model's NAME names its file)."""
-    return (name_or_path.endswith(".safetensors") or "/" in name_or_path or Path(name_or_path).is_file()
-            or user_model(name_or_path) is not None)
+    """True when the argument names a file rather than a registry variant (a user model's NAME names its file).
+
+    A registered name always means the variant, whatever files the current folder holds; a weights file
+    with such a name is given as ``./NAME``."""
+    if name_or_path.endswith(".safetensors") or "/" in name_or_path:
+        return True
+    if name_or_path in list_models(name_or_path):
+        return False
+    return user_model(name_or_path) is not None or Path(name_or_path).is_file()
 
 
 def user_models_dir() -> Path:
     """The user model folder: ``$CONVAE_HOME/models`` (default ``~/.convae/models``); ``NAME.safetensors`` there
     is model ``NAME``."""
-    return Path(os.environ.get("CONVAE_HOME") or "~/.convae").expanduser() / "models"
+    home = os.environ.get("CONVAE_HOME") or "~/.convae"
+    try:
+        return Path(home).expanduser() / "models"
+    except RuntimeError as exc:  # "~user" of no such user, or no home folder at all
+        raise UsageError(f"CONVAE_HOME={home!r}: cannot find that home folder ({exc}); set CONVAE_HOME to a "
+                         "folder path") from None
 
 
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]*")  # a user model's NAME: no dot, no folder
@@ -309,7 +321,12 @@ def describe_models(pattern: str = "*") -> list[dict[str, Any]]:
             "pretrained": shipped_weights(name) is not None,
             **_rates(name, measured, hasattr(net, "set_quality")),
         })
-    return rows + [describe_user_model(path) for path in list_user_models(pattern)]
+    for path in list_user_models(pattern):
+        try:
+            rows.append(describe_user_model(path))
+        except ConvaeError as exc:  # one bad file in the user model folder hides nothing else
+            warnings.warn(f"skipped user model {path.stem}: {exc}", stacklevel=2)
+    return rows
 
 
 def describe_user_model(path: Path) -> dict[str, Any]:

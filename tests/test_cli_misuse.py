@@ -42,6 +42,8 @@ CASES = [
     (["merge", "{codes}"], 2, "give the shard files and the output"),
     (["merge", "{codes}", "{codes}"], 1, "not a shard"),  # the input given as the output
     (["merge", "{codes}", "{txt}", "{out}.npy"], 1, "not a convae code file"),
+    (["merge", "{part1}", "{part2}", "{part1}", "--force"], 2, "also an input"),  # --force never eats an input
+    (["compress", "{codes}", "{codes}", "--force"], 2, "also an input"),
     (["eval"], 2, "--data is required"),
     (["eval", "--data", "{empty}"], 1, "holds no images"),
     (["eval", "--data", "{imgs}", "--limit", "-1"], 2, "--limit -1"),
@@ -54,6 +56,8 @@ CASES = [
     (["train", "--data", "{imgs}", "--out", "{out}.safetensors", "--batch-size", "0"], 2, "--batch-size"),
     (["train", "--data", "{imgs}", "--out", "{out}.safetensors", "--lmbda", "0.1"], 2, "--lmbda"),
     (["train", "--data", "{empty}", "--out", "{out}.safetensors"], 1, "holds no images"),
+    (["train", "--data", "{imgs}", "--out", "{out}.safetensors", "-m", "seed", "--crop", "100000"], 2,
+     "larger than every training image"),  # it would pad each image to 100000 x 100000
 ]
 
 
@@ -66,8 +70,11 @@ def places(tmp_path_factory, tiny_model) -> dict[str, str]:
     (root / "empty").mkdir()
     (root / "notes.txt").write_text("not an image, not a code file\n")
     compress([root / "imgs"], root / "codes.npy", model=str(tiny_model))
+    for k in (1, 2):
+        compress([root / "imgs"], root / f"part{k}.npy", model=str(tiny_model), shard=(k, 2))
     return {"imgs": str(root / "imgs"), "codes": str(root / "codes.npy"), "empty": str(root / "empty"),
-            "txt": str(root / "notes.txt"), "root": str(root)}
+            "txt": str(root / "notes.txt"), "root": str(root), "part1": str(root / "part1.npy"),
+            "part2": str(root / "part2.npy")}
 
 
 def _tree(root: str) -> list[str]:

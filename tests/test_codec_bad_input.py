@@ -363,7 +363,7 @@ def test_failed_rename_over_an_old_output_keeps_it(runner, tiny_model, tmp_path,
     import convae.codec.format
     from convae.errors import OutputError
 
-    def commit(tmp, path):
+    def commit(tmp, path, replace=True):
         raise OutputError(f"cannot write {path}: simulated")
 
     monkeypatch.setattr(convae.codec.format, "commit", commit)

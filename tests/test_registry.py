@@ -99,3 +99,33 @@ def test_registry_does_not_import_the_models():
 def test_create_model_records_variant_and_config():
     net = create_model("seed")
     assert net.variant == "seed" and net.config == {"bits": 8}
+
+
+def test_a_file_named_like_a_variant_in_the_current_folder_does_not_replace_it(tmp_path, monkeypatch):
+    """``-m seed`` is the shipped seed even beside a file named ``seed``; ``./seed`` names that file."""
+    from convae.zoo import is_weights_path, load_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "seed").write_bytes(b"not weights")
+    (tmp_path / "photoh-q2").write_bytes(b"not weights")
+    (tmp_path / "mine").write_bytes(b"not weights")
+    assert not is_weights_path("seed") and not is_weights_path("photoh-q2")
+    assert is_weights_path("./seed") and is_weights_path("mine")
+    assert load_model("seed").model.variant == "seed"
+    assert load_model(None).source == "photoh-q2"
+
+
+def test_user_models_folder_errors_are_one_line_and_a_bad_file_hides_nothing(runner, tmp_path, monkeypatch):
+    from tests.codec_util import invoke, one_line_error
+
+    monkeypatch.setenv("CONVAE_HOME", "~no-such-user-here/x")
+    one_line_error(invoke(runner, "models"), 2, "CONVAE_HOME")
+    models = tmp_path / "home" / "models"
+    models.mkdir(parents=True)
+    (models / "junk.safetensors").write_bytes(b"not weights")
+    (models / "gone.safetensors").symlink_to(tmp_path / "missing")
+    monkeypatch.setenv("CONVAE_HOME", str(tmp_path / "home"))
+    result = invoke(runner, "models", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "photoh-q2" in result.stdout and "junk" not in result.stdout
+    assert "skipped user model junk" in result.stderr and "skipped user model gone" in result.stderr

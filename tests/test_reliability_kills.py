@@ -192,12 +192,65 @@ def test_two_jobs_writing_one_output_never_interleave(job, tmp_path):
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for src in (job["images"], tmp_path / "other")]
         codes = [p.wait(timeout=300) for p in procs]
-        assert 0 in codes, [p.stderr.read() for p in procs]
+        assert sorted(codes) == [0, 1], [p.stderr.read() for p in procs]  # one wins; the other never reports success
         assert out.read_bytes() in refs  # one whole job's file, never a mix
         for p, code in zip(procs, codes, strict=True):
             if code:
                 assert "already exists" in p.stderr.read()  # the loser is refused, never writes over
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_two_decompress_jobs_into_one_existing_folder_leave_one_jobs_images(job, tmp_path):
+    """The loser of a race for the same names in an existing folder is refused and takes its files back."""
+    write_pngs(tmp_path / "other", make_images(600, seed=9))
+    subprocess.run(convae("compress", tmp_path / "other", "other.npy", "-m", job["model"], "--quiet"), cwd=tmp_path,
+                   check=True, timeout=300)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_bytes(b"kept")
+    sources = [job["root"] / "ref.npy", tmp_path / "other.npy"]
+    procs = [subprocess.Popen(convae("decompress", src, out, "-m", job["model"], "--quiet"), cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for src in sources]
+    codes = [p.wait(timeout=300) for p in procs]
+    assert sorted(codes) == [0, 1], [p.stderr.read() for p in procs]
+    subprocess.run(convae("decompress", sources[codes.index(0)], "alone", "-m", job["model"], "--quiet"),
+                   cwd=tmp_path, check=True, timeout=300)
+    got = {p.relative_to(out): p.read_bytes() for p in visible(out)}
+    want = {p.relative_to(tmp_path / "alone"): p.read_bytes() for p in visible(tmp_path / "alone")}
+    assert got == {**want, Path("keep.txt"): b"kept"}  # exactly the winner's images, none of the loser's
+
+
+def _processes_naming(text: str) -> list[int]:
+    """Pids of live processes whose command line contains ``text``."""
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and text in (d / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(d.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_sigterm_cleans_up_like_ctrl_c_and_kill_9_leaves_no_workers(job, tmp_path):
+    """SIGTERM (timeout, docker stop, schedulers): exit 130, no temp file, no output. After either signal no
+    image worker outlives the command."""
+    for sig, code in ((signal.SIGTERM, 130), (signal.SIGKILL, -9)):
+        work = tmp_path / sig.name
+        work.mkdir()
+        proc = subprocess.Popen(convae("compress", job["images"], "o.npy", "-m", job["model"], "--quiet"),
+                                cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5 * job["seconds_compress"])
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == code, proc.stderr.read()
+        deadline = time.monotonic() + 10
+        while _processes_naming(str(job["images"])) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _processes_naming(str(job["images"])), f"image workers outlived a {sig.name}"
+        if sig == signal.SIGTERM:
+            assert list(work.iterdir()) == [], "SIGTERM left files behind"
+            assert "interrupted" in proc.stderr.read()
 
 
 def test_a_kill_leaves_the_previous_forced_output_intact(job, tmp_path):

@@ -30,7 +30,7 @@ from convae.codec.imagepool import ImagePool, written_bytes
 from convae.codec.manifest import ImageEntry, ShardInfo
 from convae.codec.shards import job_inputs, parse_shard
 from convae.errors import DataError, FormatError, OutputError, UsageError
-from convae.images import Decoded, as_written, batched, output_names, to_channels
+from convae.images import Decoded, as_written, batched, max_pixels, output_names, over_limit, to_channels
 from convae.quality import variant_quality
 
 Progress = Callable[[int, int], None]  # (images just done, images in the run)
@@ -112,7 +112,7 @@ def compress(
         raise UsageError(f"--batch-size {batch_size}: must be at least 1")
     start = time.perf_counter()
     files, rels, first, shard_info = job_inputs(inputs, shard)
-    writer = CodeWriter(out, force)
+    writer = CodeWriter(out, force, files)
     try:
         with ImagePool(_typical_file_size(files)) as pool:
             reads = pool.read(files)  # starts reading now: PyTorch loads below while the first files decode
@@ -279,6 +279,7 @@ def decompress(
     start = time.perf_counter()
     cf = open_codes(src)
     entries, header = cf.manifest.entries, cf.manifest.header
+    _check_pixel_limit(src, entries)
     names = output_names([e.path for e in entries], f".{fmt}")
     _check_targets(out_dir, names, force)
     summary = Summary(input_bytes=cf.file_bytes, decoded=True)
@@ -308,11 +309,18 @@ def decompress(
                 if progress:
                     progress(len(batch), len(names))
         summary.output_bytes += written_bytes(writing)
-        publish(stage, out_dir, names)
+        publish(stage, out_dir, names, replace=force)
     summary.images = len(entries)
     summary.seconds = time.perf_counter() - start
     summary.extra = {"out_dir": str(out_dir), "model": loaded.source}
     return summary
+
+
+def _check_pixel_limit(src: Path, entries: tuple[ImageEntry, ...]) -> None:
+    """Refuse a code file declaring an image over the pixel limit before allocating for it."""
+    limit = max_pixels()
+    if big := next((e for e in entries if e.width * e.height > limit), None):
+        raise over_limit(f"{src}: image {big.path}", big.width, big.height, limit)
 
 
 def _check_targets(out_dir: Path, names: list[str], force: bool) -> None:

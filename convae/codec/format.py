@@ -19,7 +19,15 @@ from typing import BinaryIO
 
 import numpy as np
 
-from convae.atomic import as_output_error, check_writable, commit, make_parents, remove_empty, temp_path
+from convae.atomic import (
+    as_output_error,
+    check_not_input,
+    check_writable,
+    commit,
+    make_parents,
+    remove_empty,
+    temp_path,
+)
 from convae.codec import legacy
 from convae.codec.legacy import file_sha256
 from convae.codec.manifest import CHUNK, VERSION, CodesInfo, Header, ImageEntry, Manifest
@@ -59,14 +67,15 @@ def code_array(manifest: bytes, codes: np.ndarray) -> np.ndarray:
 class CodeWriter:
     """Streams chunk payloads to a temporary file; ``commit`` writes ``out`` (header, manifest, codes)."""
 
-    def __init__(self, out: Path, force: bool) -> None:
-        self.out = out
+    def __init__(self, out: Path, force: bool, inputs: Sequence[Path] = ()) -> None:
+        self.out, self.force = out, force
         if out.suffix != ".npy":
             raise UsageError(f"{out}: the codes file must end in .npy")
         self._created = make_parents(out)  # the output's folder, as decompress makes its folder
         self._done = False
         self._stack = ExitStack()
         try:
+            check_not_input(out, inputs)
             check_writable(out, force)
             self._raw_path = self._stack.enter_context(temp_path(out))
             self._raw = self._stack.enter_context(open(self._raw_path, "wb"))  # noqa: SIM115 (closed by the stack)
@@ -106,7 +115,7 @@ class CodeWriter:
             manifest = Manifest(header, codes, tuple(self.entries), tuple(self.chunks))
             with temp_path(self.out) as tmp:
                 _assemble(tmp, manifest_bytes(manifest.to_json()), self._raw_path, dtype, shape)
-                commit(tmp, self.out)
+                commit(tmp, self.out, replace=self.force)
             self._done = True
         finally:
             self.close()

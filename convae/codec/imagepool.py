@@ -8,6 +8,7 @@ first reads run during PyTorch's import; where forking is not safe (``forking_is
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import queue
@@ -26,6 +27,7 @@ from convae.images import Decoded, array_bytes, read_image, restore, write_new, 
 SMALL_IMAGE_BYTES = 1 << 14  # about a 64x64 RGB image
 TASK_BYTES = 1 << 16  # file bytes per read task: few hand-offs for small images, one large image per task
 READ_AHEAD_BYTES = 1 << 25  # memory of images read ahead of the caller: 18,000 28x28 images, 42 512x512 RGB
+PR_SET_PDEATHSIG = 1  # prctl option: a signal for this process when its parent exits
 IMAGE_OVERHEAD = 1 << 10  # bytes held per image besides its pixels (Python objects), counted against it
 
 
@@ -53,8 +55,8 @@ class ImagePool:
         if self.processes:
             self.workers = max(1, min(4, cores))
             fork = multiprocessing.get_context("fork")
-            self._pool: Executor = ProcessPoolExecutor(  # Ctrl-C is the parent's to handle: workers ignore it
-                self.workers, mp_context=fork, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+            self._pool: Executor = ProcessPoolExecutor(self.workers, mp_context=fork, initializer=_worker_setup,
+                                                       initargs=(os.getpid(),))
             try:
                 self._pool.submit(os.getpid).result()  # the executor forks all its workers now, at its first task
             except (OSError, BrokenProcessPool):  # no processes to be had (a process limit): use threads
@@ -95,6 +97,16 @@ class ImagePool:
         share = -(-len(decoded) // self.workers)
         return [self._pool.submit(_write_images, decoded[i : i + share], folder, fmt)
                 for i in range(0, len(decoded), share)]
+
+
+def _worker_setup(parent: int) -> None:
+    """In a worker: leave Ctrl-C and SIGTERM to the parent, and die with it (even by ``kill -9``), not linger."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # Linux
+    if os.getppid() != parent:  # the parent died before prctl took hold
+        os._exit(1)
 
 
 def written_bytes(futures: list[Future]) -> int:

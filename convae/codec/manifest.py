@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from convae.errors import FormatError
-from convae.images import MAX_PIXELS
+from convae.images import PIXEL_CEILING
 
 MAGIC = "convae-codes"
 VERSION = 3  # what convae writes
@@ -285,7 +285,8 @@ def _sizes(groups: Any, n: int) -> list[tuple[int, int, str, bool]]:
         _check(isinstance(g, list) and len(g) == 5, "bad group")
         count, w, h, mode, has_alpha = g
         _check(_is_int(count, 1, n - len(sizes)) and _is_str(mode, 16) and isinstance(has_alpha, bool), "bad group")
-        _check(_is_int(w, 1, MAX_PIXELS) and _is_int(h, 1, MAX_PIXELS) and w * h <= MAX_PIXELS, "bad image size")
+        _check(_is_int(w, 1, PIXEL_CEILING) and _is_int(h, 1, PIXEL_CEILING) and w * h <= PIXEL_CEILING,
+               "bad image size")
         sizes += [(w, h, mode, has_alpha)] * count
     _check(len(sizes) == n, "groups disagree with count")
     return sizes

@@ -28,7 +28,7 @@ def merge(shards: list[Path], out: Path, force: bool = False) -> dict[str, Any]:
                           "(made with --on-error skip?); merge needs every image")
     shapes = {tuple(cf.codes.shape[1:]) for cf in ordered if cf.codes.ndim == 4}
     shape = (total, *shapes.pop()) if len(shapes) == 1 and all(cf.codes.ndim == 4 for cf in ordered) else None
-    writer = CodeWriter(out, force)
+    writer = CodeWriter(out, force, shards)
     try:
         for cf in ordered:
             for entries, payload in cf.chunk_payloads():

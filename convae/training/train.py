@@ -179,11 +179,22 @@ def _check_size(model: Autoencoder, data: Dataset, crop: Crop) -> None:
     if crop is not None:
         if crop < 1 or crop % stride:
             raise UsageError(f"--crop {crop}: must be a positive multiple of {model.variant}'s stride {stride}")
+        largest = _largest_side(data.train, stride)
+        if crop > largest:  # smaller images are padded to the crop: a huge one would only fill memory
+            raise UsageError(f"--crop {crop}: larger than every training image (their longest side, rounded up to "
+                             f"the stride, is {largest}); use at most {largest}")
         return
     if data.train.stacked and any(v % stride for v in data.train.images.shape[-2:]):
         h, w = data.train.images.shape[-2:]
         raise UsageError(f"the training images are {w}x{h}, not multiples of {model.variant}'s stride {stride}; "
                          f"pass --crop N with N a multiple of {stride}")
+
+
+def _largest_side(images: Any, stride: int) -> int:
+    """The longest side of any image of an ``ImageSet``, rounded up to a multiple of ``stride``."""
+    shapes = [images.images.shape[-2:]] if images.stacked else [im.shape[-2:] for im in images.images]
+    side = max(max(int(h), int(w)) for h, w in shapes)
+    return -(-side // stride) * stride
 
 
 def _resume(ckpt: Path, net: Autoencoder, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
