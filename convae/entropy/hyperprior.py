@@ -11,6 +11,8 @@ mean step (``HyperpriorAutoencoder.exact_hyper`` and ``exact_params``).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Protocol
 
 import constriction
@@ -20,6 +22,9 @@ import torch
 from convae.entropy.factorized import EntropyCoder, reading, stream_bytes
 from convae.entropy.quantize import Quantizer
 from convae.errors import FormatError
+
+BAND_ROWS = 64  # latent rows per band of a one-step model's tables: their memory follows the band, not the image
+Tables = Callable[[torch.Tensor | None, int], tuple[np.ndarray, torch.Tensor]]
 
 
 class HyperpriorNet(Protocol):
@@ -38,6 +43,9 @@ class HyperpriorNet(Protocol):
     def step_ids(self, channels: int, height: int, width: int) -> torch.Tensor: ...
 
     def exact_hyper(self, z: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def exact_hyper_rows(self, z: torch.Tensor, size: tuple[int, int],
+                         rows: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def exact_params(self, hyper: tuple[torch.Tensor, torch.Tensor], known: torch.Tensor | None = None,
                      step: int = 0) -> tuple[torch.Tensor, torch.Tensor]: ...
@@ -63,9 +71,27 @@ class HyperpriorCoder:
             self._models[table] = constriction.stream.model.Categorical(row / row.sum(), perfect=False)
         return self._models[table]
 
-    def _hyper(self, z_symbols: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The exact hyper-synthesis of a chunk (computed once, shared by its decoding steps)."""
-        return self.net.exact_hyper(self.zq.from_symbols(z_symbols).cpu(), size)
+    def _step_tables(self, z_symbols: torch.Tensor, shape: tuple[int, ...]) -> Tables:
+        """``tables(known, step)``: table id and centre of every latent of ``shape`` ``(n, C, H, W)`` (flat), valid
+        for the latents of ``step``. A one-step model's are made in bands of ``BAND_ROWS`` latent rows; a context
+        model's from one hyper-synthesis of the whole grid, shared by its steps."""
+        z = self.zq.from_symbols(z_symbols).cpu()
+        if self.net.steps == 1:
+            return lambda known, step: self._band_tables(z, shape)
+        hyper = self.net.exact_hyper(z, shape[-2:])
+        return lambda known, step: self._tables(hyper, known, step)
+
+    def _band_tables(self, z: torch.Tensor, shape: tuple[int, ...]) -> tuple[np.ndarray, torch.Tensor]:
+        """``_tables`` of a one-step model, band by band: the same numbers as from the whole grid at once."""
+        n, c, h, w = shape
+        table = np.empty((n, c, h, w), dtype=self.table_dtype)
+        centre = torch.empty((n, c, h, w), dtype=torch.int64)
+        for first in range(0, h, BAND_ROWS):
+            last = min(h, first + BAND_ROWS)
+            band_table, band_centre = self._tables(self.net.exact_hyper_rows(z, (h, w), (first, last)), None, 0)
+            table[:, :, first:last] = band_table.reshape(n, c, last - first, w)
+            centre[:, :, first:last] = band_centre.view(n, c, last - first, w)
+        return table.reshape(-1), centre.reshape(-1)
 
     def _tables(self, hyper: tuple[torch.Tensor, torch.Tensor], known: torch.Tensor | None,
                 step: int) -> tuple[np.ndarray, torch.Tensor]:
@@ -86,9 +112,11 @@ class HyperpriorCoder:
         ends = np.cumsum(counts)
         return order, [(int(t), int(ends[t] - counts[t]), int(ends[t])) for t in np.flatnonzero(counts)]
 
-    def _steps(self, n: int, shape: tuple[int, int, int]) -> tuple[torch.Tensor, list[tuple[int, np.ndarray]]]:
-        """Decoding step of every latent of ``n`` images (``(n, C, H, W)``) and ``(step, flat positions)`` of each
-        step that has latents (a 1x1 latent has no second checkerboard step)."""
+    def _steps(self, n: int, shape: tuple[int, int, int]) -> tuple[torch.Tensor | None, list[tuple[int, np.ndarray]]]:
+        """Decoding step of every latent of ``n`` images (``(n, C, H, W)``; None for a one-step model) and
+        ``(step, flat positions)`` of each step that has latents (a 1x1 latent has no second checkerboard step)."""
+        if self.net.steps == 1:
+            return None, [(0, np.arange(n * math.prod(shape)))]
         ids = self.net.step_ids(*shape).expand(n, *shape)
         flat = ids.reshape(-1).numpy()
         steps = [(k, np.flatnonzero(flat == k)) for k in range(self.net.steps)]
@@ -99,15 +127,18 @@ class HyperpriorCoder:
         """One stream for a chunk of equally shaped symbol arrays."""
         s = torch.from_numpy(np.stack(symbols).astype(np.int64))
         z = self.zq.to_symbols(self.net.h_a(self.q.from_symbols(s)))
-        values = s + self.lo
+        values = s.add_(self.lo)  # s is a fresh copy
         ids, positions = self._steps(len(symbols), tuple(s.shape[1:]))
         offsets = np.empty(values.numel(), dtype=np.int32)
         plan = []
-        hyper = self._hyper(z, tuple(s.shape[-2:]))
+        tables = self._step_tables(z, tuple(s.shape))
         for k, where in positions:
             known = values * (ids < k) if k else None
-            table, centre = self._tables(hyper, known, k)
-            offsets[where] = (values.reshape(-1)[where] - centre[where] + self.radius).numpy()
+            table, centre = tables(known, k)
+            if where.size == offsets.size:  # every latent (a one-step model): no gathered copies
+                offsets[:] = (values.reshape(-1) - centre + self.radius).numpy()
+            else:
+                offsets[where] = (values.reshape(-1)[where] - centre[where] + self.radius).numpy()
             plan.append(self._groups(table, where))
         coder = constriction.stream.stack.AnsCoder()
         for order, groups in reversed(plan):
@@ -131,10 +162,10 @@ class HyperpriorCoder:
             z = np.empty((n, self.zq.lo.numel(), zh, zw), dtype=np.int64)
             for k in range(z.shape[1]):
                 z[:, k] = coder.decode(self.z_coder.models[k], n * zh * zw).reshape(n, zh, zw)
-            hyper = self._hyper(torch.from_numpy(z), (h, w))
+            tables = self._step_tables(torch.from_numpy(z), (n, c, h, w))
             for k, where in positions:
                 known = values.view(n, c, h, w) * (ids < k) if k else None
-                table, centre = self._tables(hyper, known, k)
+                table, centre = tables(known, k)
                 order, groups = self._groups(table, where)
                 offsets = np.concatenate([coder.decode(self._model(t), b - a) for t, a, b in groups])
                 values[order] = torch.from_numpy(offsets.astype(np.int64)) - self.radius + centre[order]

@@ -28,6 +28,7 @@ from convae.registry import register_model
 SCALE_MIN_LOG, SCALE_STEPS, SCALES = -2.25, 8, 48  # scale index i covers log-scale [-2.25 + i/8, -2.25 + (i+1)/8)
 W_BITS, A_BITS, A_MAX = 8, 6, 2.0**12  # the exact grid of the coding-time hyper-synthesis
 EXACT_LIMIT = 2.0**52
+HYPER_HALO = 4  # side-latent rows of context around a band of the hyper-synthesis (its reach is 2)
 
 
 def _ste_round(v: Tensor) -> Tensor:
@@ -145,6 +146,18 @@ class HyperpriorAutoencoder(LearnedCodec):
     def exact_hyper(self, z: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
         """The hyper-synthesis' mean and log-scale (float64, on the exact grid) from integer side latents ``z``."""
         return self._hyper_synthesis(z.double(), size, exact=True)
+
+    @torch.no_grad()
+    def exact_hyper_rows(self, z: Tensor, size: tuple[int, int], rows: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """``exact_hyper(z, size)`` for latent rows ``rows`` only (the first a multiple of 4), from a window of
+        ``z`` rows: the same numbers (every sum on the exact grid is exact), in memory that follows the band."""
+        first, last = rows
+        z0 = max(0, first // 4 - HYPER_HALO)
+        z1 = min(z.shape[-2], -(-last // 4) + HYPER_HALO)
+        top = 4 * z0
+        height = size[0] - top if z1 == z.shape[-2] else 4 * (z1 - z0)  # the last window ends where the image does
+        mean, log_scale = self._hyper_synthesis(z[..., z0:z1, :].double(), (height, size[1]), exact=True)
+        return mean[..., first - top:last - top, :], log_scale[..., first - top:last - top, :]
 
     @torch.no_grad()
     def exact_params(self, hyper: tuple[Tensor, Tensor], known: Tensor | None = None,
