@@ -6,6 +6,7 @@ Library imports happen inside the commands so ``--help`` and ``--version`` stay 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -46,16 +47,32 @@ def _complete_model(incomplete: str) -> list[tuple[str, str]]:
     return [(name, get_spec(name).description or "") for name in list_models(f"{incomplete}*")]
 
 
+def _named(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise typer.BadParameter("give a model name or a weights file (see convae models)")
+    return value
+
+
 ModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", metavar="NAME|PATH", autocompletion=_complete_model,
+    "--model", "-m", metavar="NAME|PATH", autocompletion=_complete_model, callback=_named,
     help=f"Registry name (default {DEFAULT_MODEL}; see [bold]convae models[/]) or PATH.safetensors.")]
 DecoderModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", metavar="NAME|PATH", autocompletion=_complete_model,
+    "--model", "-m", metavar="NAME|PATH", autocompletion=_complete_model, callback=_named,
     help="The weights the codes were made with: a registry name or PATH.safetensors (default: the one the "
     "manifest names).")]
-QualityOpt = Annotated[int | None, typer.Option(
-    "--quality", "-q", metavar="N", help=f"Rate within the model's family: N picks NAME-qN ({QUALITIES} for the "
-    f"default {DEFAULT_MODEL.split('-')[0]}, 1-6 for fmc; higher = better quality, more bytes).")]
+
+
+def _whole_quality(value: float | None) -> float | int | None:
+    """-q as typed: a whole number stays an int (it names a -qN variant); 62.5 is for variable-rate models."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number")
+    return int(value) if value is not None and value.is_integer() else value
+
+
+QualityOpt = Annotated[float | None, typer.Option(
+    "--quality", "-q", metavar="N", callback=_whole_quality, help=f"Rate within the model's family: N picks "
+    f"NAME-qN ({QUALITIES} for the default {DEFAULT_MODEL.split('-')[0]}, 1-6 for fmc); any number 0-100 for a "
+    "variable-rate model (photov, your own). Higher = better quality, more bytes.")]
 DataOpt = Annotated[str, typer.Option("--data", "-d", metavar="SPEC",
                                       help="fashion-mnist:PATH[:train|test] or a folder of images.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON Lines on stdout (one object per line) instead "

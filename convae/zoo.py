@@ -111,7 +111,7 @@ def shipped_qualities(name: str) -> dict[int, str]:
     return {s.quality: s.name for s in family_variants(family) if shipped_weights(s.name)}
 
 
-def with_quality(name: str | None, quality: int) -> str:
+def with_quality(name: str | None, quality: float) -> str:
     """The shipped variant of ``name``'s family (the default model's if None) at rate ``quality``.
 
     ``with_quality("fmh-q2", 4) == "fmh-q4"``; a family without that rate raises ``UsageError`` naming its rates.
@@ -119,6 +119,7 @@ def with_quality(name: str | None, quality: int) -> str:
     name = name or DEFAULT_MODEL
     if is_weights_path(name):
         raise UsageError("--quality picks a shipped variant by name; it does not apply to a weights file")
+    name = _as_variant(name)
     family = get_spec(name).family
     if family is None:
         raise UsageError(f"--quality: {name!r} has one rate only (no -qN variants)")
@@ -128,10 +129,19 @@ def with_quality(name: str | None, quality: int) -> str:
     return shipped[quality]
 
 
-def load_at_quality(name: str | None, quality: int | None) -> LoadedModel:
+def _as_variant(name: str) -> str:
+    """A family's own name (``photoh``, as in ``-m photoh -q 1``) stands for its first variant; others stay."""
+    if name not in list_models(name) and (variants := family_variants(name)):
+        return variants[0].name
+    return name
+
+
+def load_at_quality(name: str | None, quality: float | None) -> LoadedModel:
     """``load_model`` at ``quality``: a shipped family's ``-qN`` variant, or a variable-rate model's ``-q 0..100``."""
     mine = user_model(name) if name is not None else None
     name = str(mine) if mine is not None else name
+    if quality is not None and name is not None and not is_weights_path(name):
+        name = _as_variant(name)
     if quality is not None and name is not None and (is_weights_path(name) or get_spec(name).family is None):
         loaded = load_model(name)
         if hasattr(loaded.model, "set_quality"):

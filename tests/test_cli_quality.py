@@ -119,3 +119,27 @@ def test_targets_are_refused_where_they_cannot_apply(runner, tiny_model, tmp_pat
     one_line_error(invoke(runner, "compress", image_folder, out, "-m", "fm-q1", "--shard", "1/2", "--max-bpp", "1"),
                    2, "merged")
     assert not out.exists()
+
+
+
+def test_a_fractional_quality_drives_a_variable_rate_model(runner, tmp_path, image_folder):
+    for q in ("62", "62.5"):
+        ok(invoke(runner, "compress", image_folder, tmp_path / f"{q}.npy", "-m", "photov", "-q", q, "--gray"))
+    a, b = ((tmp_path / f"{q}.npy").read_bytes() for q in ("62", "62.5"))
+    assert a != b
+
+
+def test_a_family_name_with_a_quality_picks_that_variant(runner, tmp_path, image_folder):
+    ok(invoke(runner, "compress", image_folder, tmp_path / "a.npy", "-m", "photoh", "-q", "1", "--gray"))
+    assert "photoh-q1" in invoke(runner, "info", tmp_path / "a.npy").stdout
+
+
+@pytest.mark.parametrize("args, names", [
+    (("-m", "photoh", "-q", "2.5"), "2.5"),
+    (("-q", "nan"), "nan"),
+    (("-m", ""), "model"),
+    (("-m", "  "), "model"),
+])
+def test_bad_model_or_quality_values_are_one_line_errors(runner, tmp_path, image_folder, args, names):
+    one_line_error(invoke(runner, "compress", image_folder, tmp_path / "a.npy", *args), None, names)
+    assert not (tmp_path / "a.npy").exists()
