@@ -166,7 +166,7 @@ def models_cmd(
     """
     with errors():
         from convae.zoo import DEFAULT_MODEL as default
-        from convae.zoo import describe_models
+        from convae.zoo.catalog import describe_models
 
         rows = [r | {"default": r["name"] == default} for r in describe_models(pattern)]
         if not rows:
@@ -630,17 +630,17 @@ def decompress_cmd(
 
 @app.command("info")
 def info_cmd(
-    codes: Annotated[Path, typer.Argument(metavar="CODES.npy", help="The codes file.")],
+    codes: Annotated[Path, typer.Argument(metavar="CODES.npy", help="The codes file; - reads it from stdin.")],
     json_out: JsonOpt = False,
 ) -> None:
     """Show what a code file holds, without decoding it.
 
     Example: [bold]convae info out.npy --json[/]
     """
-    with errors():
+    with errors(), stdin_codes(codes) as path:
         from convae.codec.info import describe_codes
 
-        info = describe_codes(codes)
+        info = describe_codes(path)
         if json_out:
             print_json(info)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -50,6 +51,8 @@ def test_code_file_through_a_pipe_both_ways(tmp_path, photo):
     assert arrays.returncode == 0, arrays.stderr
     pixels = np.load(io.BytesIO(arrays.stdout), allow_pickle=False)
     assert pixels.dtype == np.uint8 and pixels.shape == (40, 56, 3)
+    info = run("info", "-", "--json", stdin=codes.stdout)
+    assert info.returncode == 0 and json.loads(info.stdout)["images"] == 1, info.stderr
 
 
 @pytest.mark.parametrize(("args", "stdin", "says"), [
@@ -58,6 +61,7 @@ def test_code_file_through_a_pipe_both_ways(tmp_path, photo):
     (("compress", "{photo}", "-", "--json"), b"", "drop --json"),
     (("decompress", "{two}", "-"), b"", "holds 2 images"),
     (("decompress", "-", "{tmp}/r"), b"not a code file", "not a convae code file"),
+    (("info", "-"), b"", "stdin was empty"),
 ])
 def test_pipe_misuse_is_one_line(tmp_path, photo, args, stdin, says):
     two = tmp_path / "two.npy"

@@ -218,6 +218,7 @@ def test_codes_from_another_model(runner, tiny_model, tmp_path, codes):
     err = clean_failure(invoke(runner, "decompress", codes, tmp_path / "r", "--model", other_path), tmp_path, before,
                         1, other_path)
     assert read_weights(tiny_model)[2][:12] in err and "--model" in err
+    assert err.startswith(f"convae: error: {codes}: ")  # decode-stage errors name the code file too
     assert not (tmp_path / "r").exists()
     ok(invoke(runner, "decompress", codes, tmp_path / "r", "--quiet"))  # without --model: the weights the manifest
     assert (tmp_path / "r").is_dir()                                    # names, still there with their sha256

@@ -15,7 +15,7 @@ import stat
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -285,7 +285,7 @@ def decompress(
     summary = Summary(input_bytes=cf.file_bytes, decoded=True)
     pixels = sum(e.width * e.height for e in entries) / max(1, len(entries))
     # the pool inside the staging folder: its writes stop before the folder is cleaned up on a failure
-    with staged_folder(out_dir) as stage, ImagePool(3 * pixels) as pool:  # forks its workers before PyTorch loads
+    with _naming(src), staged_folder(out_dir) as stage, ImagePool(3 * pixels) as pool:  # forks before PyTorch loads
         with torch_loading():  # after the fork: see the module docstring
             from convae.codec import inference as mi
 
@@ -314,6 +314,17 @@ def decompress(
     summary.seconds = time.perf_counter() - start
     summary.extra = {"out_dir": str(out_dir), "model": loaded.source}
     return summary
+
+
+@contextlib.contextmanager
+def _naming(src: Path) -> Iterator[None]:
+    """Errors found while decoding (a mismatched model, a corrupt stream) name the code file, as opening errors do."""
+    try:
+        yield
+    except FormatError as exc:
+        if str(exc).startswith(str(src)):
+            raise
+        raise FormatError(f"{src}: {exc}") from exc
 
 
 def _check_pixel_limit(src: Path, entries: tuple[ImageEntry, ...]) -> None:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import math
 import os
 import re
-import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,9 +19,8 @@ from typing import Any
 import torch
 
 import convae.models  # noqa: F401  (registers the architectures)
-from convae.errors import ConvaeError, UsageError, WeightsError
+from convae.errors import UsageError, WeightsError
 from convae.models.base import Autoencoder
-from convae.quality import DEFAULT_LEVEL, quality_of
 from convae.registry import (
     UnknownModelError,
     create_model,
@@ -311,72 +308,3 @@ def warm_start(model: Autoencoder, path: Path | str) -> dict[str, str]:
         return record | {"init_tensors": str(len(shared))}
     _load_exact(model, state, f"--init {path}")
     return record
-
-
-def describe_models(pattern: str = "*") -> list[dict[str, Any]]:
-    """One row per variant matching ``pattern`` (wildcards), naturally sorted (for `convae models`)."""
-    rows, measured = [], measured_rates()
-    for name in list_models(pattern):
-        net = create_model(name)
-        latent = net.latent_shape(28, 28)
-        bits = net.quantizer.bits
-        rows.append({
-            "name": name,
-            "description": get_spec(name).description,
-            "params": sum(p.numel() for p in net.parameters()),
-            "latent_28": list(latent),
-            "latent_256": list(net.latent_shape(256, 256)),
-            "in_channels": net.in_channels,
-            "default_bpp": bits * math.prod(latent) / (28 * 28) / net.in_channels if bits else None,
-            "pretrained": shipped_weights(name) is not None,
-            **_rates(name, measured, hasattr(net, "set_quality")),
-        })
-    for path in list_user_models(pattern):
-        try:
-            rows.append(describe_user_model(path))
-        except ConvaeError as exc:  # one bad file in the user model folder hides nothing else
-            warnings.warn(f"skipped user model {path.stem}: {exc}", stacklevel=2)
-    return rows
-
-
-def describe_user_model(path: Path) -> dict[str, Any]:
-    """``convae models``' row for a user model: what it is, and its recorded validation at ``-q 50``."""
-    loaded = load_model(str(path))
-    net, meta = loaded.model, loaded.metadata
-    try:
-        val = json.loads(meta.get("validation", "null")) or {}
-    except json.JSONDecodeError:
-        val = {}
-    mid = (val.get("points") or {}).get("50") or {}
-    variable = hasattr(net, "set_quality")
-    return {
-        "name": path.stem,
-        "description": f"user model {path}: {net.variant} trained on {meta.get('dataset', '?')}",
-        "params": sum(p.numel() for p in net.parameters()),
-        "latent_28": list(net.latent_shape(28, 28)),
-        "latent_256": list(net.latent_shape(256, 256)),
-        "in_channels": net.in_channels,
-        "default_bpp": None,
-        "pretrained": True,
-        "user": True,
-        "quality": "any" if variable else None,
-        "qualities": [0, 100] if variable else [],
-        "bpp": mid.get("bpp"),
-        "psnr": mid.get("psnr"),
-        "eval_set": "user models: their held-out validation at -q 50 (estimated bpp)" if mid else None,
-    }
-
-
-def measured_rates() -> dict[str, dict[str, Any]]:
-    """Each shipped variant's bpp and PSNR on its eval set, measured once by ``scripts/measure_zoo.py``."""
-    return json.loads((resources.files("convae") / "weights" / "measured.json").read_text())
-
-
-def _rates(name: str, measured: dict[str, dict[str, Any]], variable: bool = False) -> dict[str, Any]:
-    """A variant's quality, its family's shipped qualities, and its measured ``bpp``/``psnr`` (None if unmeasured);
-    a ``variable``-rate model's default quality (where it was measured) and its range 0..100."""
-    spec, m = get_spec(name), measured.get(name, {})
-    shipped = [s.quality for s in family_variants(spec.family) if shipped_weights(s.name)] if spec.family else []
-    quality = quality_of(DEFAULT_LEVEL) if variable else spec.quality
-    return {"quality": quality, "qualities": [0, 100] if variable else shipped, "bpp": m.get("bpp"),
-            "psnr": m.get("psnr"), "eval_set": m.get("eval_set")}
