@@ -45,3 +45,48 @@ def test_small_images_run_in_one_pass():
     x = torch.zeros(1, 3, 64, 64)
     tiles.tiled_encode(lambda t: calls.append(t.shape) or t[..., ::8, ::8], x, 8)
     assert calls == [x.shape]
+
+
+def _photo(name: str = "BSDS500/val/101085.jpg") -> np.ndarray:
+    """A real evaluation photo where the shared data is present, else a smooth generated one of its size."""
+    from PIL import Image
+
+    from tests.conftest import SHARED_DATA
+
+    path = SHARED_DATA / "photos" / name
+    if path.is_file():
+        return np.array(Image.open(path).convert("RGB"))
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.random((1, 3, 40, 60), dtype=np.float32))
+    x = torch.nn.functional.interpolate(x, size=(321, 481), mode="bicubic").clamp(0, 1)
+    return (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def test_no_seams_at_tile_borders(monkeypatch):
+    """PSNR within 4 pixels of tile borders against the interior: the same for tiles as for one pass (no seams)."""
+    net = load_model("photoh-q2").model.eval()
+    img = _photo()
+    h, w = img.shape[:2]
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    x = pad_to_stride(x, net.stride).contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr(tiles, "TILED_ABOVE", 0)
+    core = 8  # latents: a border every 8 * stride pixels
+    with torch.inference_mode():
+        q = net.quantizer
+        tiled_y = q.from_symbols(q.to_symbols(tiles.tiled_encode(net.encode, x, net.stride, core=core)))
+        one_y = q.from_symbols(q.to_symbols(net.encode(x)))
+        tiled = to_uint8(tiles.tiled_decode(net.decode, tiled_y, net.stride, core=core))[0, :h, :w].astype(float)
+        one = to_uint8(net.decode(one_y))[0, :h, :w].astype(float)
+    step = core * net.stride
+    near = np.zeros((h, w), bool)
+    for edge in range(step, max(h, w), step):
+        near[max(0, edge - 4):edge + 4, :] = True
+        near[:, max(0, edge - 4):edge + 4] = True
+
+    def psnr(rec: np.ndarray, where: np.ndarray) -> float:
+        return float(10 * np.log10(255**2 / ((rec - img)[where] ** 2).mean()))
+
+    border, interior = psnr(tiled, near), psnr(tiled, ~near)
+    print(f"\ntile borders {border:.3f} dB, interior {interior:.3f} dB; one pass: {psnr(one, near):.3f}, "
+          f"{psnr(one, ~near):.3f} dB")
+    assert abs(border - psnr(one, near)) < 0.01 and abs(interior - psnr(one, ~near)) < 0.01
