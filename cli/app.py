@@ -521,9 +521,10 @@ def _run_codec(title: str, run: Callable[..., Any], *args: Any, device: str, jso
 
     with progress(None, title, quiet, start=False, unit="img") as bar:
         summary = run(*args, device=_device("cpu" if device == "auto" else device), **kwargs, progress=advance)
-    if piped:
+    if piped:  # the caller reports once the data reached stdout
         summary.extra[piped] = "-"
-    _report(summary.as_dict(), title, json_out, quiet, stderr if piped else stdout)
+    else:
+        _report(summary.as_dict(), title, json_out, quiet, stdout)
     return summary
 
 
@@ -574,23 +575,26 @@ def compress_cmd(
     *inputs, out = paths
     if out != STDIO:
         _npy_output("compress", out, "INPUT... OUT.npy")
-    with errors(), stdin_inputs(inputs) as inputs, stdout_codes(out, json_out) as out:
-        from functools import partial
+    piped = paths[-1] == STDIO
+    with errors():
+        with stdin_inputs(inputs) as inputs, stdout_codes(out, json_out) as out:
+            from functools import partial
 
-        from convae.codec.api import compress, parse_shard
+            from convae.codec.api import compress, parse_shard
 
-        k_n = parse_shard(shard)
-        targeted = target_psnr is not None or max_bpp is not None
-        if targeted:
-            if quality is not None:
-                raise fail("give -q N or --target-psnr/--max-bpp, not both", 2)
-            from convae.codec.target import compress_to_target
+            k_n = parse_shard(shard)
+            if target_psnr is not None or max_bpp is not None:
+                if quality is not None:
+                    raise fail("give -q N or --target-psnr/--max-bpp, not both", 2)
+                from convae.codec.target import compress_to_target
 
-            compress = partial(compress_to_target, target_psnr=target_psnr, max_bpp=max_bpp)
-        summary = _run_codec("compress", compress, inputs, out, model=model, quality=quality, bits=bits, raw=raw,
-                             shard=k_n, on_error=on_error, force=force, verify=verify, batch_size=batch_size,
-                             device=device, json_out=json_out, quiet=quiet, gray=gray,
-                             piped="codes" if paths[-1] == STDIO else None)
+                compress = partial(compress_to_target, target_psnr=target_psnr, max_bpp=max_bpp)
+            summary = _run_codec("compress", compress, inputs, out, model=model, quality=quality, bits=bits,
+                                 raw=raw, shard=k_n, on_error=on_error, force=force, verify=verify,
+                                 batch_size=batch_size, device=device, json_out=json_out, quiet=quiet, gray=gray,
+                                 piped="codes" if piped else None)
+        if piped:
+            _report(summary.as_dict(), "compress", json_out, quiet, stderr)
         if summary.skipped:
             raise typer.Exit(1)
 
@@ -624,8 +628,11 @@ def decompress_cmd(
         if piped and (n := len(open_codes(codes).manifest.entries)) != 1:
             raise fail(f"-: {codes} holds {n} images; stdout takes one: give a folder instead", 2)
         with stdout_image(out_dir, json_out) as out_dir:
-            _run_codec("decompress", decompress, codes, out_dir, model=model, force=force, batch_size=batch_size,
-                       device=device, json_out=json_out, quiet=quiet, fmt=fmt, piped="out_dir" if piped else None)
+            summary = _run_codec("decompress", decompress, codes, out_dir, model=model, force=force,
+                                 batch_size=batch_size, device=device, json_out=json_out, quiet=quiet, fmt=fmt,
+                                 piped="out_dir" if piped else None)
+        if piped:
+            _report(summary.as_dict(), "decompress", json_out, quiet, stderr)
 
 
 @app.command("info")

@@ -78,9 +78,7 @@ def stdout_codes(out: Path, json_out: bool) -> Iterator[Path]:
     _check_stdout(json_out)
     with _scratch() as folder:
         yield folder / "stdout.npy"
-        with open(folder / "stdout.npy", "rb") as fh:
-            shutil.copyfileobj(fh, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
+        _send(folder / "stdout.npy")
 
 
 @contextlib.contextmanager
@@ -94,6 +92,14 @@ def stdout_image(out_dir: Path, json_out: bool) -> Iterator[Path]:
     with _scratch() as folder:
         yield folder / "out"
         (image,) = [p for p in (folder / "out").rglob("*") if p.is_file()]  # the caller checked: one image
-        with open(image, "rb") as fh:
+        _send(image)
+
+
+def _send(path: Path) -> None:
+    """Copy ``path`` to stdout; a full disk or a closed pipe is a one-line error naming stdout."""
+    try:
+        with open(path, "rb") as fh:
             shutil.copyfileobj(fh, sys.stdout.buffer)
         sys.stdout.buffer.flush()
+    except OSError as exc:
+        raise fail(f"-: cannot write to stdout ({exc.strerror or exc}); what reached it is incomplete", 1) from exc

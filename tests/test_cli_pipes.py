@@ -115,3 +115,16 @@ def test_decompress_finds_user_weights_the_manifest_names(runner, tmp_path, phot
     mine.unlink()
     one_line_error(invoke(runner, "decompress", tmp_path / "c.npy", tmp_path / "r2"), 1, "no longer there")
     assert not (tmp_path / "r2").exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_a_full_stdout_is_one_line_and_no_summary(tmp_path, photo, command):
+    """Data that cannot reach stdout fails in one line naming it, and no summary claims success first."""
+    codes = tmp_path / "c.npy"
+    assert run("compress", photo, codes, "--quiet").returncode == 0
+    args = ("compress", photo, "-") if command == "compress" else ("decompress", codes, "-")
+    with open("/dev/full", "wb") as full:
+        res = subprocess.run([convae_script(), *map(str, args)], stdout=full, stderr=subprocess.PIPE, timeout=300)
+    err = res.stderr.decode().strip()
+    assert res.returncode == 1 and err == err.splitlines()[0] and "cannot write to stdout" in err, err
