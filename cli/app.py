@@ -557,6 +557,9 @@ def compress_cmd(
     max_bpp: Annotated[float | None, typer.Option(metavar="X", help="Pick the highest quality of the family whose "
                                                   "code file stays within X bits per pixel (with --target-psnr: "
                                                   "the lowest meeting it within X).")] = None,
+    effort: Annotated[int, typer.Option(metavar="N", min=0, help="Refine each image's latents in N gradient steps "
+                                        "before coding: fewer bytes at the same quality (about 7% at 100), "
+                                        "about 1 s per step and megapixel on one core. 0 = off.")] = 0,
     batch_size: BatchOpt = 256,
     device: DeviceOpt = "auto",
     max_pixels: MaxPixelsOpt = None,
@@ -590,7 +593,7 @@ def compress_cmd(
 
                 compress = partial(compress_to_target, target_psnr=target_psnr, max_bpp=max_bpp)
             summary = _run_codec("compress", compress, inputs, out, model=model, quality=quality, bits=bits,
-                                 raw=raw, shard=k_n, on_error=on_error, force=force, verify=verify,
+                                 raw=raw, shard=k_n, on_error=on_error, force=force, verify=verify, effort=effort,
                                  batch_size=batch_size, device=device, json_out=json_out, quiet=quiet, gray=gray,
                                  piped="codes" if piped else None)
         if piped:

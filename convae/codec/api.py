@@ -95,6 +95,7 @@ def compress(
     progress: Progress | None = None,
     quality: float | None = None,
     gray: bool = False,
+    effort: int = 0,
 ) -> Summary:
     """Compress image files and folders (one path or several, ``str`` or ``Path``) into the code file ``out``
     (.npy, its manifest inside).
@@ -102,14 +103,16 @@ def compress(
     ``quality`` picks the rate: 0..100 for a variable-rate model, else the shipped ``-qN`` variant of ``model``'s
     family (``zoo.with_quality``). A colour image (three channels that differ somewhere) is refused by a
     one-channel model unless ``gray``: then it is coded as gray on purpose, and the summary counts it
-    (``colour_as_gray``). Raises a ``ConvaeError`` subclass (``convae.errors``) on bad input.
+    (``colour_as_gray``). ``effort`` > 0 refines each image's latents in that many steps (``codec.refine``: fewer
+    bytes at the same quality, much slower). Raises a ``ConvaeError`` subclass (``convae.errors``) on bad input.
     """
     inputs = [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
     out = Path(out)
     if on_error not in ("stop", "skip"):
         raise UsageError(f"--on-error {on_error!r}: use stop or skip")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size {batch_size}: must be at least 1")
+    if batch_size < 1 or effort < 0:
+        raise UsageError(f"--batch-size {batch_size}: must be at least 1" if batch_size < 1 else
+                         f"--effort {effort}: must be 0 (none) or more steps")
     start = time.perf_counter()
     files, rels, first, shard_info = job_inputs(inputs, shard)
     writer = CodeWriter(out, force, files)
@@ -117,6 +120,7 @@ def compress(
         with ImagePool(_typical_file_size(files)) as pool:
             reads = pool.read(files)  # starts reading now: PyTorch loads below while the first files decode
             run = _Encoding(writer, device, verify, shard_info, gray)
+            run.effort = effort
             run.load(model, quality, bits, raw)
             items = zip(range(first, first + len(files)), files, rels, reads, strict=True)
             run.encode(pool, items, len(files), batch_size, on_error == "stop", progress)
@@ -132,6 +136,7 @@ class _Encoding:
     def __init__(self, writer: CodeWriter, device: str, verify: bool, shard: ShardInfo | None, gray: bool) -> None:
         self.writer, self.device, self.verify, self.shard, self.gray = writer, device, verify, shard, gray
         self.as_gray = 0  # colour images coded as gray (``gray``)
+        self.effort = 0  # steps of latent refinement per image
         self.summary = Summary()
         self.stats: dict[str, float] = defaultdict(float)  # verify's running sums
         self.latent_shapes: set[tuple[int, ...]] = set()
@@ -163,7 +168,7 @@ class _Encoding:
                     all_cores()
                 good = _readable(batch, self, stop)
                 symbols, recon = mi.encode_batch(self.net, self.q, [d for _, _, d, _ in good], self.device,
-                                                 self.verify)
+                                                 self.verify, self.effort)
                 self.latent_shapes.update(_queue_codes(self.chunker, good, symbols, self.summary))
                 if self.verify:
                     for (_, _, d, _), rec in zip(good, recon, strict=True):

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from convae.codec.chunks import read_chunk
 from convae.codec.format import CodeFile
 from convae.codec.manifest import Header, ImageEntry, ModelRef, QuantizerSpec, ShardInfo
+from convae.codec.refine import refine
 from convae.codec.tiles import tiled_decode, tiled_encode
 from convae.entropy.coder import ChunkCoder
 from convae.entropy.quantize import INTEGER, Quantizer
@@ -176,9 +177,10 @@ def latents(cf: CodeFile, net: Autoencoder, coder: ChunkCoder | None,
 
 @torch.inference_mode()
 def encode_batch(
-    net: Autoencoder, q: Quantizer, decoded: list[Decoded], device: str, verify: bool
+    net: Autoencoder, q: Quantizer, decoded: list[Decoded], device: str, verify: bool, effort: int = 0
 ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
-    """Symbols (and, with ``verify``, uint8 reconstructions) per image, batching equal sizes."""
+    """Symbols (and, with ``verify``, uint8 reconstructions) per image, batching equal sizes; ``effort`` steps of
+    latent refinement (``codec.refine``) on each."""
     symbols: list[np.ndarray | None] = [None] * len(decoded)
     recon: list[np.ndarray | None] = [None] * len(decoded)
     by_size = defaultdict(list)
@@ -187,7 +189,9 @@ def encode_batch(
     for (h, w, _), idx in by_size.items():
         x = torch.from_numpy(np.stack([decoded[i].pixels for i in idx])).to(device)
         x = pad_to_stride(x.permute(0, 3, 1, 2).float().div_(255), net.stride)
-        s = q.to_symbols(tiled_encode(net.encode, x.contiguous(memory_format=torch.channels_last), net.stride))
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = tiled_encode(net.encode, x, net.stride)
+        s = q.to_symbols(refine(net, x, y, (h, w), effort) if effort else y)
         if verify:
             y = q.from_symbols(s).contiguous(memory_format=torch.channels_last)
             r = to_uint8(tiled_decode(net.decode, y, net.stride)[..., :h, :w].cpu())

@@ -35,6 +35,14 @@ def _ste_round(v: Tensor) -> Tensor:
     return v + (torch.round(v) - v).detach()
 
 
+def _gaussian_bits(y: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
+    """Information content in bits of ``y`` under discretised Gaussians (training's rate, not the coder's tables)."""
+    scale = torch.exp(log_scale.clamp(SCALE_MIN_LOG, SCALE_MIN_LOG + SCALES / SCALE_STEPS))
+    v = (y - mean).abs()  # evaluate in the lower tail, where the normal CDF is accurate
+    p = torch.special.ndtr((0.5 - v) / scale) - torch.special.ndtr((-0.5 - v) / scale)
+    return -torch.log2(p.clamp_min(1e-9)).sum()
+
+
 def _grid(v: Tensor, bits: int) -> Tensor:
     return torch.round(v * 2.0**bits) / 2.0**bits  # exact in float64
 
@@ -183,12 +191,15 @@ class HyperpriorAutoencoder(LearnedCodec):
         z = self.h_a(y_hat)
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
         mean, log_scale = self._entropy_params(y_hat, _ste_round(z))
-        scale = torch.exp(log_scale.clamp(SCALE_MIN_LOG, SCALE_MIN_LOG + SCALES / SCALE_STEPS))
         y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else y_hat
-        v = (y_noisy - mean).abs()  # evaluate in the lower tail, where the normal CDF is accurate
-        p = torch.special.ndtr((0.5 - v) / scale) - torch.special.ndtr((-0.5 - v) / scale)
-        bits = -torch.log2(p.clamp_min(1e-9)).sum() + self.z_prior.bits(z_noisy)
+        bits = _gaussian_bits(y_noisy, mean, log_scale) + self.z_prior.bits(z_noisy)
         return self.decode(y_hat), bits
+
+    def latent_bits(self, y_hat: Tensor) -> Tensor:
+        """Bits of latents ``y_hat`` (rounded, or softly so) and of their rounded side latents (``--effort``)."""
+        z_hat = _ste_round(self.h_a(y_hat))
+        mean, log_scale = self._entropy_params(y_hat, z_hat)
+        return _gaussian_bits(y_hat, mean, log_scale) + self.z_prior.bits(z_hat)
 
     # ------------------------------------------------------------ calibration and coding
 
