@@ -14,7 +14,7 @@ from convae.zoo import load_model
 @pytest.mark.parametrize("h,w,core", [(1, 1, 4), (9, 13, 4), (8, 8, 8), (130, 7, 128)])
 def test_cores_cover_the_latent_grid_exactly_once(h, w, core):
     seen = np.zeros((h, w), dtype=int)
-    for (y0, y1, x0, x1), (wy0, wy1, wx0, wx1) in tiles._windows(h, w, core, 3):
+    for (y0, y1, x0, x1), (wy0, wy1, wx0, wx1) in tiles.windows(h, w, core, 3):
         seen[y0:y1, x0:x1] += 1
         assert 0 <= wy0 <= y0 < y1 <= wy1 <= h and 0 <= wx0 <= x0 < x1 <= wx1 <= w
     assert (seen == 1).all()

@@ -28,7 +28,7 @@ def _spans(size: int, core: int, halo: int) -> Iterator[tuple[int, int, int, int
         yield start, end, max(0, start - halo), min(size, end + halo)
 
 
-def _windows(height: int, width: int, core: int, halo: int) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
+def windows(height: int, width: int, core: int, halo: int) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
     """Core and window boxes ``(y0, y1, x0, x1)`` covering a ``height x width`` latent grid, row by row."""
     for ys in _spans(height, core, halo):
         for xs in _spans(width, core, halo):
@@ -40,7 +40,7 @@ def _tiled(fn: Callable[[Tensor], Tensor], x: Tensor, grid: tuple[int, int], sca
     """``fn`` over windows of ``x``, whose latent ``grid`` is ``scale_in`` input and ``scale_out`` output
     pixels a latent; the cores' outputs assembled into one tensor."""
     out: Tensor | None = None
-    for (cy0, cy1, cx0, cx1), (wy0, wy1, wx0, wx1) in _windows(*grid, core, halo):
+    for (cy0, cy1, cx0, cx1), (wy0, wy1, wx0, wx1) in windows(*grid, core, halo):
         part = fn(x[..., wy0 * scale_in:wy1 * scale_in, wx0 * scale_in:wx1 * scale_in])
         if out is None:
             out = part.new_empty((*part.shape[:2], grid[0] * scale_out, grid[1] * scale_out))
