@@ -321,7 +321,8 @@ def _train_setup(model: str | None, args: dict[str, Any]) -> tuple[Any, Any, Any
         if args["config"] or args["lmbda"] is not None:
             raise fail("--config and --lmbda need --model (the automatic run trains photov at every rate)", 2)
         given = Overrides(args["epochs"], args["batch_size"], args["lr"], args["crop"], args["init"],
-                          tuple(args["exclude"] or ()), args["limit"])
+                          tuple(args["exclude"] or ()), args["limit"],
+                          args.get("checkpoint"))
         plan = plan_run(args["data"], args["val"], seconds, args["seed"], given)
         if args["recipe"] is not None:
             plan.recipe = get_recipe(args["recipe"], epochs=args["epochs"], batch_size=args["batch_size"],
@@ -410,13 +411,15 @@ def train_cmd(
 
 def _train_run(out: Path, model: str | None, args: dict[str, Any], how: dict[str, Any], show: bool) -> None:
     """Set up and run one training (this process's share), with progress and the closing line."""
+    from convae.training.outputs import checkpoint_path
     from convae.training.train import train
 
-    net, ds, chosen, crop_used, stop, extra = _train_setup(model, args)
+    resumed = checkpoint_path(out) if how["resume"] else None
+    net, ds, chosen, crop_used, stop, extra = _train_setup(model, {**args, "checkpoint": resumed})
     lines = tuple(extra.pop("auto_lines", ()))
     budget = stop.seconds if stop is not None else None
     total = int(budget) if budget else len(ds.train) * chosen.epochs
-    name = net.variant + ("/gray" if net.in_channels == 1 and model is None else "")
+    name = net.variant + ("/gray" if net.in_channels == 1 and net.variant == "photov" else "")
     with progress(total, f"train {name}", quiet=not show, info="") as bar:
         on_step, on_epoch = _train_reports(bar, name, chosen, len(ds.train), show, budget, lines)
         result = train(net, ds, out, chosen, seed=args["seed"], crop=crop_used, on_step=on_step, on_epoch=on_epoch,

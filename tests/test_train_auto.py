@@ -11,7 +11,7 @@ import torch
 
 from convae.data import ImageSet
 from convae.errors import TrainingError, UsageError
-from convae.training.auto import Overrides, crop_for, fold_to_gray, is_gray, parse_val, plan_run
+from convae.training.auto import Overrides, Plan, crop_for, fold_to_gray, is_gray, parse_val, plan_run
 from convae.training.duration import format_duration, parse_duration
 from convae.training.stopping import StopRule, Tracker
 from convae.weightfile import read_weights
@@ -48,7 +48,7 @@ def _gray_odd_folder(folder: Path, n: int = 20) -> Path:
 
 
 def test_plan_for_gray_images_of_any_size(tmp_path):
-    plan = plan_run(str(_gray_odd_folder(tmp_path / "g")), None, None, 0, Overrides())
+    plan = plan_run(str(_gray_odd_folder(tmp_path / "g")), None, None, 0, Overrides(init="photov"))
     assert plan.model == "photov" and plan.config == {"in_channels": 1} and plan.init == "photov"
     assert plan.crop == (48, 40)  # each side edge-padded to a multiple of the stride, as the codec pads it
     assert len(plan.data.train) == 18 and len(plan.data.test) == 2  # 10 % held out
@@ -66,7 +66,38 @@ def test_colour_rule_and_crops():
     colour[0, 0, 5, 5] = 255 - colour[0, 1, 5, 5] // 2 if colour[0, 1, 5, 5] < 100 else 0
     assert not is_gray(ImageSet(colour, "c"))
     big = ImageSet([torch.zeros(3, 300, 500, dtype=torch.uint8), torch.zeros(3, 200, 130, dtype=torch.uint8)], "b")
-    assert crop_for(big, 8, None)[0] == (128, 128) and crop_for(big, 8, 64)[0] == 64
+    assert crop_for(big, "photov", 8, None)[0] == (128, 128) and crop_for(big, "photov", 8, 64)[0] == 64
+
+
+def test_gray_bases_are_tried_on_the_validation_images_and_the_lower_loss_wins(tmp_path):
+    import re
+
+    plan = plan_run(str(_gray_odd_folder(tmp_path / "g", 12)), None, 60, 0, Overrides())
+    line = next(x for x in plan.lines if x.startswith("model:"))
+    scores = {k: float(v) for k, v in re.findall(r"(photov/gray|grayv) from \S+ ([0-9.]+)", line)}
+    assert set(scores) == {"photov/gray", "grayv"}, line
+    assert plan.choices["model"] == min(scores, key=lambda k: scores[k])
+    given = plan_run(str(_gray_odd_folder(tmp_path / "h", 12)), None, 60, 0, Overrides(init="fmh-q3"))
+    assert given.model == "grayv" and given.init == "fmh-q3" and "--init fmh-q3" in given.lines[0]
+
+
+def test_grayv_from_fmh_q3_starts_as_fmh_q3_at_the_level_of_its_lambda():
+    from convae.models.variable import level_lmbda
+    from convae.training.auto import build
+    from convae.zoo import load_model
+
+    plan = Plan("grayv", {}, "fmh-q3", None, None, 0, None)
+    net, record = build(plan)
+    fmh = load_model("fmh-q3").model.eval()
+    level = next(i for i in range(9) if level_lmbda(i) == pytest.approx(0.005))
+    net.eval()
+    net.set_level(level)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.inference_mode():
+        assert torch.allclose(net.encode(x), fmh.encode(x), atol=1e-5)
+        y = torch.round(fmh.encode(x))
+        assert torch.allclose(net.decode(y), fmh.decode(y), atol=1e-5)
+    assert record["init_gains_centred_on_lmbda"] == "0.005" and record["init_variant"] == "fmh-q3"
 
 
 def test_fold_to_gray_codes_a_gray_image_as_the_rgb_model_codes_r_eq_g_eq_b():
@@ -102,7 +133,8 @@ def test_one_command_trains_a_user_model_used_by_name(runner, tmp_path, monkeypa
     data = _gray_odd_folder(tmp_path / "faces", 24)
     result = invoke(runner, "train", "--data", data, "--out", "faces", "--time", "8s")
     ok(result)
-    assert "auto model: photov with 1 channel" in result.stderr and "best validation" in result.stderr
+    assert "auto model: photov/gray (gray images; the lower validation loss" in result.stderr
+    assert "best validation" in result.stderr
     weights = tmp_path / "home" / "models" / "faces.safetensors"
     _, meta, _ = read_weights(weights)
     auto, val = json.loads(meta["auto"]), json.loads(meta["validation"])

@@ -1,4 +1,4 @@
-"""One photo codec for every rate: a mean-scale hyperprior with per-level gain vectors (variable rate).
+"""One codec for every rate: a mean-scale hyperprior with per-level gain vectors (variable rate).
 
 The encoder's latents are scaled per channel by ``exp(enc_gain[level])`` before rounding, and the
 rounded latents by ``exp(dec_gain[level])`` before synthesis, as in the gain units of Cui et al. 2021
@@ -40,6 +40,14 @@ class VariableRateHyperprior(HyperpriorAutoencoder):
         self.enc_gain = nn.Parameter(init[:, None].repeat(1, m))  # log-gains, one row per level
         self.dec_gain = nn.Parameter(-init[:, None].repeat(1, m))
         self.level = DEFAULT_LEVEL
+
+    def centre_gains(self, lmbda: float) -> None:
+        """Shift the gains so that the level of ``lmbda`` starts as the identity: a warm start from a
+        fixed-rate model trained at ``lmbda`` then begins as that model at that level."""
+        shift = 0.5 * math.log(lmbda / BASE_LMBDA)
+        with torch.no_grad():
+            self.enc_gain -= shift
+            self.dec_gain += shift
 
     def set_level(self, t: float) -> None:
         """Code at level ``t`` (a float in ``[0, 8]``; 5 is the default, higher means more bytes, better quality)."""
@@ -96,4 +104,11 @@ class VariableRateHyperprior(HyperpriorAutoencoder):
 @register_model("photov", in_channels=3, n=48, m=64, depth=3, post=0, hyper=64, z_channels=24, mean_steps=4)
 def photov(**config: object) -> VariableRateHyperprior:
     """RGB photos, stride 8, mean-scale hyperprior, one model for every rate (levels 0-8)."""
+    return VariableRateHyperprior(**config)
+
+
+@register_model("grayv", in_channels=1, n=48, m=32, depth=2, post=0, hyper=48, z_channels=16, mean_steps=4)
+def grayv(**config: object) -> VariableRateHyperprior:
+    """Small gray images, stride 4 (``fmh``'s transforms), one model for every rate; no weights ship: the base
+    ``convae train --data`` fine-tunes from ``fmh-q3`` for small gray images."""
     return VariableRateHyperprior(**config)

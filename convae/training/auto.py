@@ -1,14 +1,17 @@
 """``convae train --data DIR`` with no ``--model``: every choice made from the data, each with its reason.
 
-The base is ``photov`` (every rate in one model, ``-q 0..100``) warm-started from its shipped
-weights: RGB images fine-tune it as it is; gray images get a 1-channel ``photov`` whose first and
-last layers are the shipped ones folded to one channel, so it starts as ``photov`` coding the image
-as R = G = B (no gray photo family ships; the gray ``fm*`` models are 28x28 Fashion-MNIST codecs).
-Crops, batch and learning rate follow the images' size and count; a seeded split is held out.
+The base is a variable-rate model (every rate in one model, ``-q 0..100``) warm-started from shipped
+weights: RGB images fine-tune ``photov`` as it is. Gray images have two candidates: a 1-channel
+``photov`` (stride 8) whose first and last layers are the shipped ones folded to one channel, so it
+starts as ``photov`` coding the image as R = G = B; and ``grayv`` (stride 4) from the Fashion-MNIST
+``fmh-q3`` transforms, its gains centred on that model's rate. Each is fine-tuned briefly and the
+lower validation loss wins. Crops, batch and learning rate follow the images' size and count; a
+seeded split is held out.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ from convae.training.stopping import StopRule
 
 BASE = "photov"
 INIT = "photov"  # the shipped variable-rate photo weights
+GRAY_BASES = {"photov": "photov", "grayv": "fmh-q3"}  # gray candidates and the weights each starts from
+TRIAL_SHARE, TRIAL_SECONDS = 0.05, 60  # each gray candidate's trial: 5 % of the budget, at most a minute
 CROP = 128  # the photov recipe's crop (scripts/train_zoo.sh)
 PIXELS_PER_BATCH = 8 * 128 * 128  # the photov recipe's batch, in pixels
 MAX_BATCH = 32
@@ -46,6 +51,7 @@ class Plan:
     recipe: Recipe
     crop: tuple[int, int] | int
     stop: StopRule
+    warm: tuple[Any, dict[str, str]] | None = None  # the warm-started model and what to record of its start
     choices: dict[str, Any] = field(default_factory=dict)  # recorded in the weights' metadata ("auto")
     lines: list[str] = field(default_factory=list)  # printed once, one per choice
 
@@ -107,7 +113,7 @@ def _sizes(images: ImageSet) -> tuple[int, int, str]:
     return h, w, desc
 
 
-def crop_for(images: ImageSet, stride: int, crop: int | None) -> tuple[tuple[int, int] | int, str]:
+def crop_for(images: ImageSet, base: str, stride: int, crop: int | None) -> tuple[tuple[int, int] | int, str]:
     """Random training crops: ``CROP`` square of larger images; a smaller side is edge-padded to the next
     multiple of the stride, as the codec pads it, so small images train whole."""
     if crop is not None:
@@ -116,7 +122,7 @@ def crop_for(images: ImageSet, stride: int, crop: int | None) -> tuple[tuple[int
     ch, cw = (CROP if v >= CROP else -(-v // stride) * stride for v in (h, w))
     why = f"random {cw}x{ch} crops of images {desc}"
     if ch > h or cw > w:
-        why += f" (edge-padded to a multiple of {BASE}'s stride {stride}, as the codec pads them)"
+        why += f" (edge-padded to a multiple of {base}'s stride {stride}, as the codec pads them)"
     return (ch, cw), why
 
 
@@ -131,6 +137,7 @@ class Overrides:
     init: str | None = None
     exclude: tuple[str, ...] = ()
     limit: int | None = None
+    resume: Path | None = None  # the checkpoint a --resume continues: its base is kept, not chosen again
 
 
 def plan_run(spec: str, val: str | None, seconds: float | None, seed: int, given: Overrides) -> Plan:
@@ -142,27 +149,107 @@ def plan_run(spec: str, val: str | None, seconds: float | None, seed: int, given
     channels = 1 if gray else 3
     train, valset, how = held_out(data.train, parse_val(val), channels, seed)
     data = Dataset(data.spec, train, valset, {**data.info, "validation": how})
-    stride = 8
-    crop, crop_why = crop_for(train, stride, given.crop)
+    budget = seconds or DEFAULT_SECONDS
+    Recipe("auto", batch_size=1 if given.batch_size is None else given.batch_size,  # bad flags fail before trials
+           lr=LR if given.lr is None else given.lr, epochs=1 if given.epochs is None else given.epochs,
+           schedule="constant")
+    model, init, warm, base_why, spent = choose_base(gray, data, given, budget, seed)
+    crop, crop_why, recipe = _recipe(train, model, warm[0].stride, given)
+    stop = StopRule(seconds=max(1.0, budget - spent), patience=PATIENCE, drops=DROPS)
+    config = {"in_channels": 1} if gray and model == BASE else {}
+    plan = Plan(model, config, init, data, recipe, crop, stop, warm)
+    _explain(plan, base_why, len(train), how, crop_why, given, seconds, budget)
+    return plan
+
+
+def _recipe(train: ImageSet, model: str, stride: int, given: Overrides) -> tuple[Any, str, Recipe]:
+    """Crop (and why), then batch and learning rate for ``model`` on ``train``."""
+    crop, crop_why = crop_for(train, model, stride, given.crop)
     pixels = crop * crop if isinstance(crop, int) else crop[0] * crop[1]
     batch = given.batch_size if given.batch_size is not None else max(1, min(MAX_BATCH, PIXELS_PER_BATCH // pixels,
                                                                                  len(train) // 4))
     recipe = Recipe("auto", batch_size=batch, lr=given.lr if given.lr is not None else LR,
                     epochs=given.epochs if given.epochs is not None else 100000, schedule="constant")
-    stop = StopRule(seconds=seconds or DEFAULT_SECONDS, patience=PATIENCE, drops=DROPS)
-    plan = Plan(BASE, {"in_channels": 1} if gray else {}, given.init or INIT, data, recipe, crop, stop)
-    _explain(plan, gray, len(train), how, crop_why, given, seconds)
-    return plan
+    return crop, crop_why, recipe
 
 
-def _explain(plan: Plan, gray: bool, n: int, how: str, crop_why: str, given: Overrides, seconds: float | None) -> None:
+def choose_base(gray: bool, data: Dataset, given: Overrides, budget: float,
+                seed: int) -> tuple[str, str, tuple[Any, dict[str, str]], str, float]:
+    """The base variant, the weights it starts from, the warm-started model (with its record), why, and
+    the seconds its choice spent training.
+
+    Gray images without ``--init`` fine-tune every ``GRAY_BASES`` candidate for ``TRIAL_SHARE`` of the
+    budget (at most ``TRIAL_SECONDS``) and keep the one of lowest validation loss (the rate-distortion
+    loss training lowers, over ``-q 0, 50, 100``), trial training included: before any training the
+    folded photo model looks better on small gray images, after a minute the stride-4 one often is."""
+    init = given.init
+    if not gray:
+        why = f"{BASE} (RGB images; one model for every rate, -q 0..100)"
+        return BASE, init or INIT, _warm(BASE, init or INIT), why, 0.0
+    if init is not None:
+        model = "grayv" if _channels(init) == 1 else BASE
+        why = f"{_gray_name(model)} (the base that fits --init {init})"
+        return model, init, _warm(model, init, gray=True), why, 0.0
+    if given.resume is not None and given.resume.exists():
+        model = next(m for m in GRAY_BASES if _fits(m, given.resume))
+        return model, GRAY_BASES[model], _warm(model, GRAY_BASES[model], gray=True), \
+            f"{_gray_name(model)} (the base of the checkpoint --resume continues)", 0.0
+    seconds, t0 = min(TRIAL_SECONDS, TRIAL_SHARE * budget), time.perf_counter()
+    tried = {model: _trial(model, start, data, given, seconds, seed) for model, start in GRAY_BASES.items()}
+    spent = time.perf_counter() - t0  # the trials' training, calibration and validation
+    model = min(tried, key=lambda k: tried[k][2])
+    scores = ", ".join(f"{_gray_name(k)} from {GRAY_BASES[k]} {v[2]:.4f}" for k, v in tried.items())
+    net, record, _ = tried[model]
+    why = (f"{_gray_name(model)} (gray images; the lower validation loss after {seconds:.0f} s of training "
+           f"each: {scores})")
+    return model, GRAY_BASES[model], (net, record | {"trial_seconds": str(round(spent, 1))}), why, spent
+
+
+def _trial(model: str, start: str, data: Dataset, given: Overrides, seconds: float,
+           seed: int) -> tuple[Any, dict[str, str], float]:
+    """Candidate ``model`` from ``start`` after ``seconds`` of fine-tuning; its record and validation loss."""
+    import tempfile
+
+    from convae.training.train import train
+    from convae.training.validate import validate
+
+    net, record = _warm(model, start, gray=True)
+    crop, _, recipe = _recipe(data.train, model, net.stride, given)
+    with tempfile.TemporaryDirectory(prefix="convae-trial-") as tmp:
+        train(net, data, Path(tmp) / "trial.safetensors", recipe, seed=seed, crop=crop,
+              stop=StopRule(seconds=seconds, patience=None))
+    return net, record, validate(net, data.test)["val_loss"]
+
+
+def _fits(model: str, checkpoint: Path) -> bool:
+    """True when gray candidate ``model``'s parameters have the names and shapes of ``checkpoint``'s model."""
+    from convae.registry import create_model
+    from convae.weightfile import read_raw
+
+    shapes = {k[6:]: tuple(v.shape) for k, v in read_raw(checkpoint)[0].items() if k.startswith("model.")}
+    net = create_model(model, **({"in_channels": 1} if model == BASE else {}))
+    return all(shapes.get(k) == tuple(v.shape) for k, v in net.named_parameters())  # buffers follow calibration
+
+
+def _gray_name(model: str) -> str:
+    """How the plan names a gray base: ``photov/gray`` for the folded photo model, else the variant."""
+    return f"{BASE}/gray" if model == BASE else model
+
+
+def _channels(init: str) -> int:
+    """The channels of the weights ``init`` names (a shipped variant, a user model or a file)."""
+    from convae.weightfile import read_weights
+    from convae.zoo import init_weights
+
+    return int(read_weights(init_weights(init)[0])[1].get("in_channels", "3"))
+
+
+def _explain(plan: Plan, base_why: str, n: int, how: str, crop_why: str, given: Overrides,
+             seconds: float | None, budget: float) -> None:
     """The printed and recorded reason for every automatic choice."""
-    base = (f"{BASE} with 1 channel (gray images: no gray photo family ships and the gray fm* models are 28x28 "
-            f"Fashion-MNIST codecs, stride 4; its first and last layers are {plan.init}'s folded to gray)") if gray \
-        else f"{BASE} (RGB images; one model for every rate, -q 0..100)"
-    plan.choose("model", BASE + ("/gray" if gray else ""), base)
+    plan.choose("model", _gray_name(plan.model) if plan.config.get("in_channels") == 1 else plan.model, base_why)
     plan.choose("init", plan.init, f"fine-tune from {plan.init}" + (" (--init)" if given.init else
-                                                                    " (the shipped photo weights)"))
+                                                                    " (shipped weights)"))
     plan.choose("rates", "levels 0-8", "every rate trains: a random level in 0-8 (-q 0..100) per batch")
     plan.choose("validation", how, how)
     plan.choose("crop", list(plan.crop) if isinstance(plan.crop, tuple) else plan.crop, crop_why)
@@ -171,7 +258,7 @@ def _explain(plan: Plan, gray: bool, n: int, how: str, crop_why: str, given: Ove
                 f" (about {PIXELS_PER_BATCH:,} pixels a step, at least 4 steps an epoch of {n} images)"))
     plan.choose("lr", r.lr, f"learning rate {r.lr:g}" + (" (--lr)" if given.lr else
                 f" (Adam, constant; divided by 10 each time validation stalls, {DROPS} times)"))
-    limit = format_duration(plan.stop.seconds or 0)
+    limit = format_duration(budget)
     plateau = f"{PATIENCE} checks, after the rate dropped {DROPS} times"
     plan.choose("time", plan.stop.seconds, f"stop after {limit}" + (" (--time)" if seconds else
                 " (the default; --time to change)") + f" or when validation stops improving ({plateau})"
@@ -193,17 +280,46 @@ def fold_to_gray(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def build(plan: Plan) -> tuple[Any, dict[str, str]]:
     """The plan's model, warm-started from ``plan.init``; what to record about the warm start."""
+    return plan.warm if plan.warm is not None else _warm(plan.model, plan.init, plan.config.get("in_channels") == 1)
+
+
+def _warm(model: str, init: str, gray: bool = False) -> tuple[Any, dict[str, str]]:
+    """Variant ``model`` (1-channel when ``gray``) warm-started from ``init``; what to record about it."""
+    from convae.registry import create_model
+    from convae.zoo import warm_start
+
+    if model == BASE and gray:
+        return _fold(init)
+    net = create_model(model)
+    record = warm_start(net, init)
+    lmbda = _config(init).get("lmbda")
+    if hasattr(net, "centre_gains") and lmbda:
+        net.centre_gains(float(lmbda))
+        record["init_gains_centred_on_lmbda"] = str(lmbda)
+    return net, record
+
+
+def _config(init: str) -> dict[str, Any]:
+    """The stored config of the weights ``init`` names."""
+    import json
+
+    from convae.weightfile import read_weights
+    from convae.zoo import init_weights
+
+    return json.loads(read_weights(init_weights(init)[0])[1].get("config", "{}"))
+
+
+def _fold(init: str) -> tuple[Any, dict[str, str]]:
+    """A 1-channel ``photov`` whose layers are ``init``'s, the first and last folded from RGB to gray."""
     from convae.registry import create_model
     from convae.weightfile import read_weights
-    from convae.zoo import init_weights, warm_start
+    from convae.zoo import init_weights
 
-    net = create_model(plan.model, **plan.config)
-    if plan.config.get("in_channels") != 1:
-        return net, warm_start(net, plan.init)
-    path, name = init_weights(plan.init)
+    net = create_model(BASE, in_channels=1)
+    path, name = init_weights(init)
     state, meta, sha = read_weights(path)
     if meta.get("in_channels", "3") != "3":
-        raise UsageError(f"--init {plan.init}: the gray fold starts from an RGB model; {name} has "
+        raise UsageError(f"--init {init}: the gray fold starts from an RGB model; {name} has "
                          f"{meta['in_channels']} channel(s)")
     own = dict(net.named_parameters())
     shared = {k: v for k, v in fold_to_gray(state).items() if k in own and own[k].shape == v.shape}
