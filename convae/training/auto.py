@@ -11,6 +11,7 @@ seeded split is held out.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,9 +151,7 @@ def plan_run(spec: str, val: str | None, seconds: float | None, seed: int, given
     train, valset, how = held_out(data.train, parse_val(val), channels, seed)
     data = Dataset(data.spec, train, valset, {**data.info, "validation": how})
     budget = seconds or DEFAULT_SECONDS
-    Recipe("auto", batch_size=1 if given.batch_size is None else given.batch_size,  # bad flags fail before trials
-           lr=LR if given.lr is None else given.lr, epochs=1 if given.epochs is None else given.epochs,
-           schedule="constant")
+    _recipe(train, BASE, 8, given)  # bad --epochs, --batch-size, --lr fail here, before any trial
     model, init, warm, base_why, spent = choose_base(gray, data, given, budget, seed)
     crop, crop_why, recipe = _recipe(train, model, warm[0].stride, given)
     stop = StopRule(seconds=max(1.0, budget - spent), patience=PATIENCE, drops=DROPS)
@@ -187,7 +186,7 @@ def choose_base(gray: bool, data: Dataset, given: Overrides, budget: float,
         why = f"{BASE} (RGB images; one model for every rate, -q 0..100)"
         return BASE, init or INIT, _warm(BASE, init or INIT), why, 0.0
     if init is not None:
-        model = "grayv" if _channels(init) == 1 else BASE
+        model = "grayv" if _metadata(init).get("in_channels", "3") == "1" else BASE
         why = f"{_gray_name(model)} (the base that fits --init {init})"
         return model, init, _warm(model, init, gray=True), why, 0.0
     if given.resume is not None and given.resume.exists():
@@ -236,12 +235,12 @@ def _gray_name(model: str) -> str:
     return f"{BASE}/gray" if model == BASE else model
 
 
-def _channels(init: str) -> int:
-    """The channels of the weights ``init`` names (a shipped variant, a user model or a file)."""
+def _metadata(init: str) -> dict[str, str]:
+    """The metadata of the weights ``init`` names (a shipped variant, a user model or a file)."""
     from convae.weightfile import read_weights
     from convae.zoo import init_weights
 
-    return int(read_weights(init_weights(init)[0])[1].get("in_channels", "3"))
+    return read_weights(init_weights(init)[0])[1]
 
 
 def _explain(plan: Plan, base_why: str, n: int, how: str, crop_why: str, given: Overrides,
@@ -292,21 +291,11 @@ def _warm(model: str, init: str, gray: bool = False) -> tuple[Any, dict[str, str
         return _fold(init)
     net = create_model(model)
     record = warm_start(net, init)
-    lmbda = _config(init).get("lmbda")
+    lmbda = json.loads(_metadata(init).get("config", "{}")).get("lmbda")
     if hasattr(net, "centre_gains") and lmbda:
         net.centre_gains(float(lmbda))
         record["init_gains_centred_on_lmbda"] = str(lmbda)
     return net, record
-
-
-def _config(init: str) -> dict[str, Any]:
-    """The stored config of the weights ``init`` names."""
-    import json
-
-    from convae.weightfile import read_weights
-    from convae.zoo import init_weights
-
-    return json.loads(read_weights(init_weights(init)[0])[1].get("config", "{}"))
 
 
 def _fold(init: str) -> tuple[Any, dict[str, str]]:
