@@ -323,11 +323,12 @@ def _train_setup(model: str | None, args: dict[str, Any]) -> tuple[Any, Any, Any
         given = Overrides(args["epochs"], args["batch_size"], args["lr"], args["crop"], args["init"],
                           tuple(args["exclude"] or ()), args["limit"],
                           args.get("checkpoint"))
-        plan = plan_run(args["data"], args["val"], seconds, args["seed"], given)
-        if args["recipe"] is not None:
-            plan.recipe = get_recipe(args["recipe"], epochs=args["epochs"], batch_size=args["batch_size"],
-                                     lr=args["lr"])
-            plan.choose("recipe", plan.recipe.as_dict(), f"recipe {args['recipe']} (--recipe)")
+        named = None if args["recipe"] is None else get_recipe(args["recipe"], epochs=args["epochs"],
+                                                               batch_size=args["batch_size"], lr=args["lr"])
+        plan = plan_run(args["data"], args["val"], seconds, args["seed"], given, args["say"])
+        if named is not None:
+            plan.recipe = named
+            plan.choose("recipe", named.as_dict(), f"recipe {args['recipe']} (--recipe)")
         net, record = build(plan)
         return net, plan.data, plan.recipe, plan.crop, plan.stop, {**extra, **record, "auto": plan.choices,
                                                                    "auto_lines": plan.lines}
@@ -411,15 +412,20 @@ def train_cmd(
 
 def _train_run(out: Path, model: str | None, args: dict[str, Any], how: dict[str, Any], show: bool) -> None:
     """Set up and run one training (this process's share), with progress and the closing line."""
-    from convae.training.outputs import checkpoint_path
+    from convae.training.auto import display_name
+    from convae.training.collective import rank_world
+    from convae.training.outputs import check_outputs, checkpoint_path
     from convae.training.train import train
 
+    if rank_world()[0] == 0:
+        check_outputs(out, how["resume"], how["force"])  # before the data loads and any trial trains
     resumed = checkpoint_path(out) if how["resume"] else None
-    net, ds, chosen, crop_used, stop, extra = _train_setup(model, {**args, "checkpoint": resumed})
+    say = (lambda line: stderr.print(f"auto {line}")) if show else (lambda line: None)
+    net, ds, chosen, crop_used, stop, extra = _train_setup(model, {**args, "checkpoint": resumed, "say": say})
     lines = tuple(extra.pop("auto_lines", ()))
     budget = stop.seconds if stop is not None else None
     total = int(budget) if budget else len(ds.train) * chosen.epochs
-    name = net.variant + ("/gray" if net.in_channels == 1 and net.variant == "photov" else "")
+    name = display_name(net)
     with progress(total, f"train {name}", quiet=not show, info="") as bar:
         on_step, on_epoch = _train_reports(bar, name, chosen, len(ds.train), show, budget, lines)
         result = train(net, ds, out, chosen, seed=args["seed"], crop=crop_used, on_step=on_step, on_epoch=on_epoch,

@@ -46,6 +46,8 @@ class ImageSet:
         """Float ``[0, 1]`` batch of the images at ``index``, random-cropped to ``crop`` (N or (H, W)) if given."""
         if self.stacked and (crop is None or tuple(self.images.shape[-2:]) == crop_size(crop)):
             return self.images[index].float().div_(255)
+        if crop is None and len(index) == 1:  # one image of a set of many sizes, whole (validation)
+            return self.images[int(index[0])][None].float().div_(255)
         return torch.stack([_crop(self.images[int(i)], crop, generator) for i in index]).float().div_(255)
 
 

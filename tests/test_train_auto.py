@@ -71,14 +71,33 @@ def test_colour_rule_and_crops():
 
 def test_gray_bases_are_tried_on_the_validation_images_and_the_lower_loss_wins(tmp_path):
     import re
+    import tempfile
 
-    plan = plan_run(str(_gray_odd_folder(tmp_path / "g", 12)), None, 60, 0, Overrides())
+    heard: list[str] = []
+    before = set(Path(tempfile.gettempdir()).glob("convae-trial-*"))
+    plan = plan_run(str(_gray_odd_folder(tmp_path / "g", 12)), None, 60, 0, Overrides(), heard.append)
+    assert heard == ["gray images: fine-tuning photov/gray and grayv for 3 s each to choose the base"]
+    assert set(Path(tempfile.gettempdir()).glob("convae-trial-*")) == before  # trial folders are removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]  # and nothing is written beside the data
     line = next(x for x in plan.lines if x.startswith("model:"))
     scores = {k: float(v) for k, v in re.findall(r"(photov/gray|grayv) from \S+ ([0-9.]+)", line)}
     assert set(scores) == {"photov/gray", "grayv"}, line
     assert plan.choices["model"] == min(scores, key=lambda k: scores[k])
     given = plan_run(str(_gray_odd_folder(tmp_path / "h", 12)), None, 60, 0, Overrides(init="fmh-q3"))
     assert given.model == "grayv" and given.init == "fmh-q3" and "--init fmh-q3" in given.lines[0]
+
+
+def test_gray_images_of_several_sizes_train_and_validate_whole(tmp_path):
+    """Validation codes each image whole, whatever its size (MRI slices of three views once failed here)."""
+    folders = {}
+    for name, seed in (("mixed", 1), ("held", 3)):
+        folders[name] = tmp_path / name
+        write_pngs(folders[name], make_images(6, size=44, seed=seed)[:, :, :36], prefix="a")
+        write_pngs(folders[name], make_images(6, size=40, seed=seed + 1), prefix="b")
+    plan = plan_run(str(folders["mixed"]), str(folders["held"]), 20, 0, Overrides())
+    assert {tuple(t.shape[-2:]) for t in plan.data.test.images} == {(44, 36), (40, 40)}
+    assert plan.crop == {"grayv": (40, 36), "photov": (40, 40)}[plan.model]  # smallest sides, stride-padded
+    assert "the lower validation loss" in plan.lines[0]
 
 
 def test_grayv_from_fmh_q3_starts_as_fmh_q3_at_the_level_of_its_lambda():
@@ -163,6 +182,24 @@ def test_a_one_epoch_fast_run_from_scratch_stays_in_range(train_folder, tmp_path
     result = train(create_model("seed"), load_dataset(str(train_folder), 1), tmp_path / "w.safetensors",
                    RECIPES["fast"].override(epochs=1))
     assert 0 < result.history[0]["train_mse"] < 0.2 and np.isfinite(result.history[0]["train_mse"])
+
+
+def test_a_run_without_save_returns_its_history_and_writes_no_weights(train_folder, tmp_path):
+    """``save=False`` (the gray trials): the trained model and its history, no weights, history file or plot."""
+    from convae.registry import create_model
+
+    from convae.data import load_dataset
+    from convae.training.recipes import RECIPES
+    from convae.training.train import train
+
+    torch.manual_seed(0)
+    net = create_model("seed")
+    start = [p.detach().clone() for p in net.parameters()]
+    result = train(net, load_dataset(str(train_folder), 1), tmp_path / "w.safetensors",
+                   RECIPES["fast"].override(epochs=1), save=False)
+    assert len(result.history) == 1 and result.sha256 == ""
+    assert any(not torch.equal(a, b) for a, b in zip(start, net.parameters(), strict=True))  # it did train
+    assert not [p for p in tmp_path.iterdir() if not p.name.endswith(".ckpt.safetensors")]
 
 
 def test_divergence_is_reported_not_saved(train_folder, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,15 @@ CROP = 128  # the photov recipe's crop (scripts/train_zoo.sh)
 PIXELS_PER_BATCH = 8 * 128 * 128  # the photov recipe's batch, in pixels
 MAX_BATCH = 32
 LR = 2e-4  # the photov recipe's peak rate; constant here, /10 each time validation stalls
+CLIP_NORM = 1.0  # gradient norm clip (as CompressAI's training example): small batches spiked without it
 DEFAULT_SECONDS = 20 * 60
 DEFAULT_VAL = 0.1
 MAX_VAL = 200  # held-out images validated: enough for a stable mean, cheap enough to run often
 PATIENCE = 5  # validations without improvement before the rate drops (twice), then before stopping
 DROPS = 2
 COLOUR_LEVELS = 2  # channels more than this apart make an image colour (the codec's rule)
+
+Warm = tuple[Any, dict[str, str]]  # a warm-started model and what to record of its start
 
 
 @dataclass
@@ -52,7 +56,7 @@ class Plan:
     recipe: Recipe
     crop: tuple[int, int] | int
     stop: StopRule
-    warm: tuple[Any, dict[str, str]] | None = None  # the warm-started model and what to record of its start
+    warm: Warm | None = None
     choices: dict[str, Any] = field(default_factory=dict)  # recorded in the weights' metadata ("auto")
     lines: list[str] = field(default_factory=list)  # printed once, one per choice
 
@@ -141,8 +145,10 @@ class Overrides:
     resume: Path | None = None  # the checkpoint a --resume continues: its base is kept, not chosen again
 
 
-def plan_run(spec: str, val: str | None, seconds: float | None, seed: int, given: Overrides) -> Plan:
-    """Load ``spec``, choose base, split, crops, batch, rate and stop rule; ``Plan.lines`` say why."""
+def plan_run(spec: str, val: str | None, seconds: float | None, seed: int, given: Overrides,
+             say: Callable[[str], None] = lambda line: None) -> Plan:
+    """Load ``spec``, choose base, split, crops, batch, rate and stop rule; ``Plan.lines`` say why.
+    ``say`` hears what takes time before the plan is ready (the gray trials)."""
     data = load_dataset(spec, 3, exclude=given.exclude, limit=given.limit)
     gray = is_gray(data.train)
     if gray:
@@ -152,7 +158,7 @@ def plan_run(spec: str, val: str | None, seconds: float | None, seed: int, given
     data = Dataset(data.spec, train, valset, {**data.info, "validation": how})
     budget = seconds or DEFAULT_SECONDS
     _recipe(train, BASE, 8, given)  # bad --epochs, --batch-size, --lr fail here, before any trial
-    model, init, warm, base_why, spent = choose_base(gray, data, given, budget, seed)
+    model, init, warm, base_why, spent = choose_base(gray, data, given, budget, seed, say)
     crop, crop_why, recipe = _recipe(train, model, warm[0].stride, given)
     stop = StopRule(seconds=max(1.0, budget - spent), patience=PATIENCE, drops=DROPS)
     config = {"in_channels": 1} if gray and model == BASE else {}
@@ -168,12 +174,13 @@ def _recipe(train: ImageSet, model: str, stride: int, given: Overrides) -> tuple
     batch = given.batch_size if given.batch_size is not None else max(1, min(MAX_BATCH, PIXELS_PER_BATCH // pixels,
                                                                                  len(train) // 4))
     recipe = Recipe("auto", batch_size=batch, lr=given.lr if given.lr is not None else LR,
-                    epochs=given.epochs if given.epochs is not None else 100000, schedule="constant")
+                    epochs=given.epochs if given.epochs is not None else 100000, schedule="constant",
+                    clip_norm=CLIP_NORM)
     return crop, crop_why, recipe
 
 
-def choose_base(gray: bool, data: Dataset, given: Overrides, budget: float,
-                seed: int) -> tuple[str, str, tuple[Any, dict[str, str]], str, float]:
+def choose_base(gray: bool, data: Dataset, given: Overrides, budget: float, seed: int,
+                say: Callable[[str], None] = lambda line: None) -> tuple[str, str, Warm, str, float]:
     """The base variant, the weights it starts from, the warm-started model (with its record), why, and
     the seconds its choice spent training.
 
@@ -194,30 +201,32 @@ def choose_base(gray: bool, data: Dataset, given: Overrides, budget: float,
         return model, GRAY_BASES[model], _warm(model, GRAY_BASES[model], gray=True), \
             f"{_gray_name(model)} (the base of the checkpoint --resume continues)", 0.0
     seconds, t0 = min(TRIAL_SECONDS, TRIAL_SHARE * budget), time.perf_counter()
+    say(f"gray images: fine-tuning {' and '.join(map(_gray_name, GRAY_BASES))} for {seconds:.3g} s each "
+        "to choose the base")
     tried = {model: _trial(model, start, data, given, seconds, seed) for model, start in GRAY_BASES.items()}
     spent = time.perf_counter() - t0  # the trials' training, calibration and validation
     model = min(tried, key=lambda k: tried[k][2])
     scores = ", ".join(f"{_gray_name(k)} from {GRAY_BASES[k]} {v[2]:.4f}" for k, v in tried.items())
     net, record, _ = tried[model]
-    why = (f"{_gray_name(model)} (gray images; the lower validation loss after {seconds:.0f} s of training "
+    why = (f"{_gray_name(model)} (gray images; the lower validation loss after {seconds:.3g} s of training "
            f"each: {scores})")
     return model, GRAY_BASES[model], (net, record | {"trial_seconds": str(round(spent, 1))}), why, spent
 
 
 def _trial(model: str, start: str, data: Dataset, given: Overrides, seconds: float,
            seed: int) -> tuple[Any, dict[str, str], float]:
-    """Candidate ``model`` from ``start`` after ``seconds`` of fine-tuning; its record and validation loss."""
+    """Candidate ``model`` from ``start`` after ``seconds`` of fine-tuning (its best validated weights);
+    its record and that validation loss. Nothing is calibrated or saved: the winner trains on."""
     import tempfile
 
     from convae.training.train import train
-    from convae.training.validate import validate
 
     net, record = _warm(model, start, gray=True)
     crop, _, recipe = _recipe(data.train, model, net.stride, given)
     with tempfile.TemporaryDirectory(prefix="convae-trial-") as tmp:
-        train(net, data, Path(tmp) / "trial.safetensors", recipe, seed=seed, crop=crop,
-              stop=StopRule(seconds=seconds, patience=None))
-    return net, record, validate(net, data.test)["val_loss"]
+        result = train(net, data, Path(tmp) / "trial.safetensors", recipe, seed=seed, crop=crop,
+                       stop=StopRule(seconds=seconds, patience=None), save=False)
+    return net, record, min(r["val_loss"] for r in result.history if "val_loss" in r)
 
 
 def _fits(model: str, checkpoint: Path) -> bool:
@@ -233,6 +242,11 @@ def _fits(model: str, checkpoint: Path) -> bool:
 def _gray_name(model: str) -> str:
     """How the plan names a gray base: ``photov/gray`` for the folded photo model, else the variant."""
     return f"{BASE}/gray" if model == BASE else model
+
+
+def display_name(net: Any) -> str:
+    """How a run names ``net``: its variant, ``photov/gray`` for the 1-channel photo model."""
+    return _gray_name(net.variant) if net.in_channels == 1 else net.variant
 
 
 def _metadata(init: str) -> dict[str, str]:
@@ -256,11 +270,14 @@ def _explain(plan: Plan, base_why: str, n: int, how: str, crop_why: str, given: 
     plan.choose("batch_size", r.batch_size, f"batch {r.batch_size}" + (" (--batch-size)" if given.batch_size else
                 f" (about {PIXELS_PER_BATCH:,} pixels a step, at least 4 steps an epoch of {n} images)"))
     plan.choose("lr", r.lr, f"learning rate {r.lr:g}" + (" (--lr)" if given.lr else
-                f" (Adam, constant; divided by 10 each time validation stalls, {DROPS} times)"))
+                f" (Adam, constant; divided by 10 each time validation stalls, {DROPS} times)")
+                + f"; gradient norm clipped to {r.clip_norm:g}")
     limit = format_duration(budget)
     plateau = f"{PATIENCE} checks, after the rate dropped {DROPS} times"
-    plan.choose("time", plan.stop.seconds, f"stop after {limit}" + (" (--time)" if seconds else
-                " (the default; --time to change)") + f" or when validation stops improving ({plateau})"
+    left = budget - plan.stop.seconds
+    trials = f", {format_duration(plan.stop.seconds)} left after the trials" if left >= 1 else ""
+    plan.choose("time", plan.stop.seconds, f"stop after {limit}" + (" (--time" if seconds else
+                " (the default; --time to change") + f"{trials}) or when validation stops improving ({plateau})"
                 + (f", or after {r.epochs} epochs (--epochs)" if given.epochs else ""))
 
 
@@ -277,12 +294,12 @@ def fold_to_gray(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def build(plan: Plan) -> tuple[Any, dict[str, str]]:
+def build(plan: Plan) -> Warm:
     """The plan's model, warm-started from ``plan.init``; what to record about the warm start."""
     return plan.warm if plan.warm is not None else _warm(plan.model, plan.init, plan.config.get("in_channels") == 1)
 
 
-def _warm(model: str, init: str, gray: bool = False) -> tuple[Any, dict[str, str]]:
+def _warm(model: str, init: str, gray: bool = False) -> Warm:
     """Variant ``model`` (1-channel when ``gray``) warm-started from ``init``; what to record about it."""
     from convae.registry import create_model
     from convae.zoo import warm_start
@@ -298,7 +315,7 @@ def _warm(model: str, init: str, gray: bool = False) -> tuple[Any, dict[str, str
     return net, record
 
 
-def _fold(init: str) -> tuple[Any, dict[str, str]]:
+def _fold(init: str) -> Warm:
     """A 1-channel ``photov`` whose layers are ``init``'s, the first and last folded from RGB to gray."""
     from convae.registry import create_model
     from convae.weightfile import read_weights

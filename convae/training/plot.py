@@ -21,7 +21,8 @@ def plot_history(history: list[dict[str, Any]], path: Path, title: str) -> None:
     if has_rate:
         rate_ax = axes[0][1]
         rate_ax.plot(*_series(history, "bpp"), marker="o", label="train bpp (random rates)")
-        for q in sorted({q for h in history for q in h.get("val", {})}, key=lambda v: (v == "-", v)):
+        qualities = {q for h in history for q in h.get("val", {})}
+        for q in sorted(qualities, key=lambda v: (v == "-", int(v) if v != "-" else 0)):  # -q 0, 50, 100
             xs = [h["epoch"] for h in history if h.get("val", {}).get(q, {}).get("bpp") is not None]
             ys = [h["val"][q]["bpp"] for h in history if h.get("val", {}).get(q, {}).get("bpp") is not None]
             if xs:

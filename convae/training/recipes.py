@@ -22,6 +22,7 @@ class Recipe:
     schedule: str  # "constant" or "onecycle" (25% warm-up, cosine annealing, Adam betas held fixed)
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
+    clip_norm: float | None = None  # the gradients' total norm is clipped to this (None: never)
 
     def __post_init__(self) -> None:
         """Every recipe, named or overridden, is checked once, here."""

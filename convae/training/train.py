@@ -20,14 +20,14 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from convae import __version__
-from convae.atomic import check_writable, write_bytes
+from convae.atomic import write_bytes
 from convae.data import Crop, Dataset, ImageSet
 from convae.errors import Interrupted, TrainingError, UsageError
 from convae.models.base import Autoencoder
 from convae.training.checkpoint import load_checkpoint, save_checkpoint
 from convae.training.collective import agree, global_mean, leave_process_group, rank_world
 from convae.training.distributed import peer_failed
-from convae.training.outputs import checkpoint_path, curve_path, history_path
+from convae.training.outputs import check_outputs, checkpoint_path, curve_path, history_path
 from convae.training.plot import plot_history
 from convae.training.recipes import Recipe
 from convae.training.recipes import scheduler as scheduler_for
@@ -90,11 +90,13 @@ def train(
     extra_metadata: dict[str, Any] | None = None,
     device: str = "cpu",
     stop: StopRule | None = None,
+    save: bool = True,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with ``recipe``; write weights, history and loss curve beside ``out``.
 
     With ``stop``, ``data.test`` is validated (bpp and PSNR per rate) and the run ends at the rule's time
-    budget or when validation stops improving, keeping the best validated weights.
+    budget or when validation stops improving, keeping the best validated weights. ``save=False`` returns
+    the history only: no calibration, weights or plot (a trial whose model training goes on with).
     """
     rank, world = rank_world()
     ckpt = checkpoint_path(out)
@@ -126,6 +128,9 @@ def train(
     if world > 1:
         leave_process_group(rank, device, threads)
     stopped = {"stopped": tracker.state["reason"] or "epochs done", "best_validated": tracker.restore_best(net)}
+    if not save:
+        torch.set_num_threads(threads)
+        return TrainResult(state["history"], "", stopped)
     try:
         return _finish(net, data, out, recipe, seed, crop, state, {**stopped, **(extra_metadata or {})}, rank, world)
     finally:
@@ -161,10 +166,7 @@ def _check_inputs(model: Autoencoder, data: Dataset, out: Path, recipe: Recipe, 
         raise UsageError(f"--resume: no checkpoint {ckpt} to resume from{shared}")
     _check_size(model, data, crop)
     if rank == 0:
-        for path in (out, history_path(out), curve_path(out)):
-            check_writable(path, force or resume)
-        if not resume and ckpt.exists() and not force:
-            raise UsageError(f"{ckpt} exists from an earlier run; pass --resume to continue it or --force")
+        check_outputs(out, resume, force)
     if recipe.batch_size % world:
         raise UsageError(f"--batch-size {recipe.batch_size} must divide by the {world} processes")
 
@@ -263,6 +265,8 @@ def _steps(loop: _Loop, order: torch.Tensor, gen: torch.Generator, epoch: int,
             _diverged(loop, f"loss became {loss.item()}", epoch, step // local_batch + 1)
         loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if loop.recipe.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(loop.net.parameters(), loop.recipe.clip_norm)
         loop.optimizer.step()
         if loop.scheduler is not None:
             loop.scheduler.step()
