@@ -204,7 +204,7 @@ def choose_base(gray: bool, data: Dataset, given: Overrides, budget: float, seed
     say(f"gray images: fine-tuning {' and '.join(map(_gray_name, GRAY_BASES))} for {seconds:.3g} s each "
         "to choose the base")
     tried = {model: _trial(model, start, data, given, seconds, seed) for model, start in GRAY_BASES.items()}
-    spent = time.perf_counter() - t0  # the trials' training, calibration and validation
+    spent = time.perf_counter() - t0  # the trials' training and validation
     model = min(tried, key=lambda k: tried[k][2])
     scores = ", ".join(f"{_gray_name(k)} from {GRAY_BASES[k]} {v[2]:.4f}" for k, v in tried.items())
     net, record, _ = tried[model]

@@ -128,10 +128,9 @@ def train(
     if world > 1:
         leave_process_group(rank, device, threads)
     stopped = {"stopped": tracker.state["reason"] or "epochs done", "best_validated": tracker.restore_best(net)}
-    if not save:
-        torch.set_num_threads(threads)
-        return TrainResult(state["history"], "", stopped)
     try:
+        if not save:
+            return TrainResult(state["history"], "", stopped)
         return _finish(net, data, out, recipe, seed, crop, state, {**stopped, **(extra_metadata or {})}, rank, world)
     finally:
         torch.set_num_threads(threads)
