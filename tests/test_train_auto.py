@@ -165,6 +165,11 @@ def test_one_command_trains_a_user_model_used_by_name(runner, tmp_path, monkeypa
     ok(invoke(runner, "compress", data, tmp_path / "f.npy", "-m", "faces", "-q", "60", "--quiet"))
     ok(invoke(runner, "decompress", tmp_path / "f.npy", tmp_path / "out", "--quiet"))  # weights from the manifest
     assert len(list((tmp_path / "out").glob("*.png"))) == 24
+    again_from = plan_run(str(data), None, 60, 0, Overrides(init=str(weights)))  # a gray photov user model as --init
+    net, record = again_from.warm
+    assert again_from.model == "photov" and net.in_channels == 1 and "init_fold" not in record
+    trained, _, _ = read_weights(weights)
+    assert all(torch.equal(p, trained[k]) for k, p in net.named_parameters())
     again = invoke(runner, "train", "--data", data, "--out", "faces", "--time", "1s")
     assert "--force" in one_line_error(again, 1)
     assert "registered variant" in one_line_error(invoke(runner, "train", "--data", data, "--out", "seed"), 2)

@@ -193,7 +193,8 @@ def choose_base(gray: bool, data: Dataset, given: Overrides, budget: float, seed
         why = f"{BASE} (RGB images; one model for every rate, -q 0..100)"
         return BASE, init or INIT, _warm(BASE, init or INIT), why, 0.0
     if init is not None:
-        model = "grayv" if _metadata(init).get("in_channels", "3") == "1" else BASE
+        meta = _metadata(init)  # RGB weights fold into photov/gray; gray ones keep their own base
+        model = BASE if meta.get("in_channels", "3") == "3" or meta.get("variant") == BASE else "grayv"
         why = f"{_gray_name(model)} (the base that fits --init {init})"
         return model, init, _warm(model, init, gray=True), why, 0.0
     if given.resume is not None and given.resume.exists():
@@ -304,9 +305,9 @@ def _warm(model: str, init: str, gray: bool = False) -> Warm:
     from convae.registry import create_model
     from convae.zoo import warm_start
 
-    if model == BASE and gray:
+    if model == BASE and gray and _metadata(init).get("in_channels", "3") == "3":
         return _fold(init)
-    net = create_model(model)
+    net = create_model(model, **({"in_channels": 1} if model == BASE and gray else {}))
     record = warm_start(net, init)
     lmbda = json.loads(_metadata(init).get("config", "{}")).get("lmbda")
     if hasattr(net, "centre_gains") and lmbda:
