@@ -1,8 +1,10 @@
 """Rate-distortion of a codec trained with ``convae train --data DIR`` on held-out images of its domain.
 
 Beside it, in the same run: JPEG, WebP (method 6) and AVIF one file per image and as one mosaic of
-all images (fairer to them on small images, whose file headers dominate), the shipped default family
-(``photoh-*``) and ``photov`` before training, and, for 28x28 gray images, the Fashion-MNIST ``fmc-*``.
+all images (fairer to them on small images, whose file headers dominate); for colour images, AVIF
+with full-resolution colour too (``avif444``: Pillow's AVIF default and every lossy WebP halve the
+colour's resolution); the shipped default family (``photoh-*``) and ``photov`` before training; and,
+for 28x28 gray images, the Fashion-MNIST ``fmc-*``.
 Every convae point is real compress + decompress (bytes on disk, manifest included; decoded PNGs in
 the images' own mode). Prints the Bjøntegaard deltas as JSON; the full report goes to OUT.
 
@@ -20,7 +22,7 @@ from convae.evaluation.rd import QUALITIES, Report, _curve, classical, convae_fa
 from convae.images import find_images, read_image
 
 QUALITIES_TRAINED = [0, 15, 30, 50, 70, 85, 100]
-BASELINES = ("webp", "avif", "webp-mosaic", "avif-mosaic", "jpeg")
+BASELINES = ("webp", "avif", "webp-mosaic", "avif-mosaic", "jpeg", "avif444", "avif444-mosaic")
 
 
 def main() -> None:
@@ -34,7 +36,9 @@ def main() -> None:
     files = files[: args.limit]
     images = [read_image(p).pixels for p in files]
     report = Report(args.out, args.held_out.name, images, lambda m: print(m, flush=True))
-    classical(report, QUALITIES, tiled=len({a.shape for a in images}) == 1)
+    rgb = images[0].shape[2] == 3  # colour images: AVIF with full-resolution colour too (WebP has none)
+    classical(report, QUALITIES | ({"avif444": QUALITIES["avif"]} if rgb else {}),
+              tiled=len({a.shape for a in images}) == 1)
     families = {"convae-trained": [f"{args.weights}@{q}" for q in QUALITIES_TRAINED],
                 "convae-default": shipped("photoh-*"),
                 "convae-photov": [f"photov@{q}" for q in QUALITIES_TRAINED]}
@@ -45,7 +49,8 @@ def main() -> None:
     trained = _curve(report.codecs["convae-trained"])
     result = {
         "images": len(images), "size": list(images[0].shape), "weights": args.weights,
-        "bd_psnr_db": {ref: d["convae-trained"]["bd"].get(ref, {}).get("bd_psnr_db") for ref in BASELINES},
+        "bd_psnr_db": {ref: d["convae-trained"]["bd"][ref]["bd_psnr_db"] for ref in BASELINES
+                       if ref in d["convae-trained"]["bd"]},
         "bd_psnr_db_vs_convae": {name: round(bd_psnr(_curve(report.codecs[name]), trained), 3)
                                  for name in families if name != "convae-trained"},
         "points": {name: [[round(b, 4), round(p, 3)] for b, p in zip(*_curve(doc), strict=True)]

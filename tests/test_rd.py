@@ -120,3 +120,11 @@ def test_eval_without_data_or_rd_is_a_usage_error(runner):
 
     result = runner.invoke(app, ["eval"])
     assert result.exit_code == 2
+
+
+def test_avif444_keeps_the_colour_resolution_that_pillows_default_avif_halves():
+    """Red and blue columns one pixel wide: 4:2:0 (Pillow's default) averages them to purple, 4:4:4 keeps them."""
+    stripes = np.zeros((32, 32, 3), np.uint8)
+    stripes[:, ::2, 0], stripes[:, 1::2, 2] = 255, 255
+    half, full = per_image([stripes], "avif", 90), per_image([stripes], "avif444", 90)
+    assert half.psnr < 15 < 40 < full.psnr

@@ -18,7 +18,8 @@ from PIL import Image
 from convae.images import batched
 from convae.metrics import Distortion
 
-FORMATS = {"jpeg": ("JPEG", {}), "webp": ("WEBP", {"method": 6}), "avif": ("AVIF", {"speed": 6})}
+FORMATS = {"jpeg": ("JPEG", {}), "webp": ("WEBP", {"method": 6}), "avif": ("AVIF", {"speed": 6}),
+           "avif444": ("AVIF", {"speed": 6, "subsampling": "4:4:4"})}  # full-resolution colour (Pillow: 4:2:0)
 
 
 @dataclass
@@ -76,7 +77,7 @@ def _pixels(images: Sequence[np.ndarray]) -> int:
 
 
 def per_image(images: Sequence[np.ndarray], codec: str, quality: int | None) -> Point:
-    """Each image in its own file (``codec`` in jpeg/webp/avif/png; png ignores ``quality``)."""
+    """Each image in its own file (``codec`` in jpeg/webp/avif/avif444/png; png ignores ``quality``)."""
     nbytes, recons, t_enc, t_dec = 0, [], 0.0, 0.0
     for a in images:
         t0 = time.perf_counter()
