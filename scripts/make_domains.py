@@ -135,16 +135,13 @@ def _package_images(package: Path, folder: str) -> tuple[list[str], list[np.ndar
     return [Path(m.name).stem for m in members], [np.asarray(im) for im in white]
 
 
-def _save_grouped(names: list[str], images: list[np.ndarray], out: Path, sep: str, seed: int) -> None:
-    """Hold out ``HELD_OUT`` of the groups (a name up to its first ``sep``), every member of a group together."""
-    groups = sorted({n.split(sep)[0] for n in names})
-    held = set(random.Random(seed).sample(groups, round(HELD_OUT * len(groups))))
-    _save(images, out, [n.split(sep)[0] not in held for n in names])
-
-
 def graphics(package: Path, folder: str, out: Path, seed: int = 0) -> None:
-    """The images of ``folder`` in the npm package, on white; a fifth of the groups held out, variants together."""
-    _save_grouped(*_package_images(package, folder), out, "-", seed)
+    """The images of ``folder`` in the npm package, on white; ``HELD_OUT`` of the groups (a name up to its
+    first hyphen: an emoji or a Pokémon with all its variants) held out together."""
+    names, images = _package_images(package, folder)
+    groups = sorted({n.split("-")[0] for n in names})
+    held = set(random.Random(seed).sample(groups, round(HELD_OUT * len(groups))))
+    _save(images, out, [n.split("-")[0] not in held for n in names])
 
 
 def main() -> None:

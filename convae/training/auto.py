@@ -305,11 +305,12 @@ def _warm(model: str, init: str, gray: bool = False) -> Warm:
     from convae.registry import create_model
     from convae.zoo import warm_start
 
-    if model == BASE and gray and _metadata(init).get("in_channels", "3") == "3":
+    meta = _metadata(init)
+    if model == BASE and gray and meta.get("in_channels", "3") == "3":
         return _fold(init)
     net = create_model(model, **({"in_channels": 1} if model == BASE and gray else {}))
     record = warm_start(net, init)
-    lmbda = json.loads(_metadata(init).get("config", "{}")).get("lmbda")
+    lmbda = json.loads(meta.get("config", "{}")).get("lmbda")
     if hasattr(net, "centre_gains") and lmbda:
         net.centre_gains(float(lmbda))
         record["init_gains_centred_on_lmbda"] = str(lmbda)
@@ -324,10 +325,7 @@ def _fold(init: str) -> Warm:
 
     net = create_model(BASE, in_channels=1)
     path, name = init_weights(init)
-    state, meta, sha = read_weights(path)
-    if meta.get("in_channels", "3") != "3":
-        raise UsageError(f"--init {init}: the gray fold starts from an RGB model; {name} has "
-                         f"{meta['in_channels']} channel(s)")
+    state, meta, sha = read_weights(path)  # RGB weights: gray ones load as they are (``_warm``)
     own = dict(net.named_parameters())
     shared = {k: v for k, v in fold_to_gray(state).items() if k in own and own[k].shape == v.shape}
     net.load_state_dict(shared, strict=False)
