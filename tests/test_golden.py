@@ -3,15 +3,18 @@
 Each ``NAME.npy`` was made by ``convae compress`` from the generated images of
 ``tests.test_codec_compat._inputs`` (``gray``: three 28x28 L images; ``rgb``: a 48x40 RGB and an RGBA
 image); expected.json holds the sha256 of those inputs, of every code file and of every decoded PNG.
-The tests decode each file to the same PNGs (also on 1 and on 2 torch threads) and re-encode the inputs
-to the same code bytes. After a deliberate change (new weights, a new format version), regenerate with
-``python scripts/make_golden.py`` and say why in the commit.
+The tests decode each file to the same PNGs (also on 1 and on 2 torch threads, and with AVX2 or scalar
+kernels only) and re-encode the inputs to the same code bytes. After a deliberate change (new weights,
+a new format version), regenerate with ``python scripts/make_golden.py`` and say why in the commit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,6 +85,19 @@ def test_golden_decode_is_the_same_on_one_and_two_threads(tmp_path, expected):
                 assert _pngs(tmp_path / f"{name}-{threads}") == expected["outputs"][name], (name, threads)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("isa", [("AVX2", "avx2"), ("SSE41", "default")], ids=["avx2", "scalar"])
+def test_golden_decode_is_the_same_on_other_cpu_paths(tmp_path, expected, isa):
+    """A process limited to AVX2 or to scalar kernels (as on an older CPU) decodes every file to the
+    same PNGs: exp, softplus and sigmoid differ in the last bit between ATen's SIMD and scalar paths."""
+    code = ("import sys; from pathlib import Path; from convae.codec.api import decompress; "
+            "[decompress(Path(a), Path(b)) for a, b in zip(sys.argv[1::2], sys.argv[2::2])]")
+    args = [str(p) for n in JOBS for p in (DATA / f"{n}.npy", tmp_path / n)]
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa[0], "ATEN_CPU_CAPABILITY": isa[1]}
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert {n: _pngs(tmp_path / n) for n in JOBS} == expected["outputs"]
 
 
 def test_golden_inputs_re_encode_to_the_same_code_bytes(runner, tmp_path, expected):

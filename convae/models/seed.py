@@ -4,6 +4,7 @@ from torch import nn
 
 from convae.models.base import Autoencoder
 from convae.models.layers.patchconv import PatchConvTranspose2d
+from convae.models.layers.portable import PortableSigmoid
 from convae.registry import register_model
 
 
@@ -26,7 +27,7 @@ class SeedAutoencoder(Autoencoder):
             PatchConvTranspose2d(4, 16, 2),
             nn.ReLU(),
             PatchConvTranspose2d(16, 1, 2),
-            nn.Sigmoid(),
+            PortableSigmoid(),
         )
 
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from convae.errors import UsageError
 from convae.models.hyperprior import HyperpriorAutoencoder
+from convae.models.layers.portable import portable_exp
 from convae.quality import DEFAULT_LEVEL, LEVELS, level_of
 from convae.registry import register_model
 
@@ -67,7 +68,7 @@ class VariableRateHyperprior(HyperpriorAutoencoder):
         i = min(int(self.level), LEVELS - 2)
         frac = self.level - i
         g = table[i] * (1 - frac) + table[i + 1] * frac if frac else table[i]
-        return torch.exp(g)[None, :, None, None]
+        return portable_exp(g)[None, :, None, None]
 
     def encode(self, x: Tensor) -> Tensor:
         """Float latents at the current level's scale."""

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from convae.models.layers.portable import portable_softplus
+
 
 def _inverse_softplus(x: Tensor) -> Tensor:
     return x + torch.log(-torch.expm1(-x))
@@ -26,7 +28,7 @@ class GDN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         c = x.shape[1]
-        beta = F.softplus(self.beta_raw) + 1e-6
-        gamma = F.softplus(self.gamma_raw).view(c, c, 1, 1)
+        beta = portable_softplus(self.beta_raw) + 1e-6
+        gamma = portable_softplus(self.gamma_raw).view(c, c, 1, 1)
         norm = torch.sqrt(F.conv2d(x * x, gamma, beta))
         return x * norm if self.inverse else x / norm
