@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from convae.errors import UsageError
 from convae.models.hyperprior import HyperpriorAutoencoder
-from convae.models.layers.portable import portable_exp
+from convae.models.layers.portable import portable
 from convae.quality import DEFAULT_LEVEL, LEVELS, level_of
 from convae.registry import register_model
 
@@ -68,7 +68,7 @@ class VariableRateHyperprior(HyperpriorAutoencoder):
         i = min(int(self.level), LEVELS - 2)
         frac = self.level - i
         g = table[i] * (1 - frac) + table[i + 1] * frac if frac else table[i]
-        return portable_exp(g)[None, :, None, None]
+        return portable(torch.exp, g)[None, :, None, None]
 
     def encode(self, x: Tensor) -> Tensor:
         """Float latents at the current level's scale."""

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from convae.models.layers.portable import portable_softplus
+from convae.models.layers.portable import portable
 
 
 def _inverse_softplus(x: Tensor) -> Tensor:
@@ -28,7 +28,7 @@ class GDN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         c = x.shape[1]
-        beta = portable_softplus(self.beta_raw) + 1e-6
-        gamma = portable_softplus(self.gamma_raw).view(c, c, 1, 1)
+        beta = portable(F.softplus, self.beta_raw) + 1e-6
+        gamma = portable(F.softplus, self.gamma_raw).view(c, c, 1, 1)
         norm = torch.sqrt(F.conv2d(x * x, gamma, beta))
         return x * norm if self.inverse else x / norm

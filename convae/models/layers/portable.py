@@ -8,28 +8,19 @@ paths agree: their float64 results differ by an ulp or two, far below float32's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def portable_exp(x: Tensor) -> Tensor:
-    """``exp(x)`` in ``x``'s dtype, the same on every CPU (see the module docstring)."""
-    return torch.exp(x.double()).to(x.dtype)
-
-
-def portable_softplus(x: Tensor) -> Tensor:
-    """``softplus(x)`` in ``x``'s dtype, the same on every CPU (see the module docstring)."""
-    return F.softplus(x.double()).to(x.dtype)
-
-
-def portable_sigmoid(x: Tensor) -> Tensor:
-    """``sigmoid(x)`` in ``x``'s dtype, the same on every CPU (see the module docstring)."""
-    return torch.sigmoid(x.double()).to(x.dtype)
+def portable(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``fn(x)`` (an elementwise function such as ``torch.exp``) in ``x``'s dtype, the same on every CPU."""
+    return fn(x.double()).to(x.dtype)
 
 
 class PortableSigmoid(nn.Module):
-    """``nn.Sigmoid`` through ``portable_sigmoid`` (no parameters: a drop-in for its place in a state dict)."""
+    """``nn.Sigmoid`` through ``portable`` (no parameters: a drop-in for its place in a state dict)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return portable_sigmoid(x)
+        return portable(torch.sigmoid, x)
