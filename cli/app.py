@@ -560,10 +560,10 @@ def compress_cmd(
                                          "the codes as well: about 1.5x the time).")] = False,
     gray: Annotated[bool, typer.Option("--gray", help="Code colour images as gray on purpose with a one-channel "
                                        "model (refused otherwise).")] = False,
-    target_psnr: Annotated[float | None, typer.Option(metavar="DB", help="Pick the lowest quality of the model's "
-                                                      "family whose PSNR over the whole job reaches DB (one quality "
-                                                      "per job; codes the job once per quality tried).")] = None,
-    max_bpp: Annotated[float | None, typer.Option(metavar="X", help="Pick the highest quality of the family whose "
+    target_psnr: Annotated[float | None, typer.Option(metavar="DB", help="Pick the lowest quality of the model "
+                                                      "whose PSNR over the whole job reaches DB (one quality per "
+                                                      "job, found by bisection: ~7 passes for 0-100).")] = None,
+    max_bpp: Annotated[float | None, typer.Option(metavar="X", help="Pick the highest quality of the model whose "
                                                   "code file stays within X bits per pixel (with --target-psnr: "
                                                   "the lowest meeting it within X).")] = None,
     effort: Annotated[int, typer.Option(metavar="N", min=0, help="Refine each image's latents in N gradient steps "

@@ -85,30 +85,51 @@ def test_models_shows_measured_rates_and_the_quality_range(runner):
     assert "2 (0-3)" in table.stdout and "photoh-q2 *" in table.stdout and "BSDS500" in table.stdout
 
 
-def _target(runner, image_folder, out, *flags):
-    r = invoke(runner, "compress", image_folder, out, "-m", "fm-q1", "--json", *flags)
+def _target(runner, image_folder, out, *flags, model="fm-q1"):
+    r = invoke(runner, "compress", image_folder, out, "-m", model, "--json", *flags)
     ok(r)
     return json.loads(r.stdout)
 
 
+def _point(runner, image_folder, out, model, *flags):
+    """bpp and PSNR of one plain compress (the job's figures, as targeting measures them)."""
+    r = invoke(runner, "compress", image_folder, out, "-m", model, "--verify", "--json", *flags)
+    ok(r)
+    s = json.loads(r.stdout)
+    return s["bpp"], s["psnr"]
+
+
 def test_target_psnr_picks_the_lowest_quality_that_meets_it(runner, tmp_path, image_folder):
-    probe = _target(runner, image_folder, tmp_path / "p.npy", "--target-psnr", "99")  # unreachable: all tried
-    tried = probe["target"]["tried"]
-    assert [t["quality"] for t in tried] == [1, 2, 3, 4] and probe["quality"] == 4
-    assert probe["target"]["met"] is False and probe["target"]["missed"] == ["psnr"]
-    want = (tried[1]["psnr"] + tried[2]["psnr"]) / 2  # met by q3, not by q2
+    probe = _target(runner, image_folder, tmp_path / "p.npy", "--target-psnr", "99")  # unreachable: the highest
+    assert probe["quality"] == 4 and probe["target"]["met"] is False and probe["target"]["missed"] == ["psnr"]
+    tried = [t["quality"] for t in probe["target"]["tried"]]
+    assert tried == sorted(tried) and 4 in tried and len(tried) < 4  # a bisection, not every quality
+    (b2, p2), (b3, p3) = (_point(runner, image_folder, tmp_path / f"q{q}.npy", f"fm-q{q}") for q in (2, 3))
+    want = (p2 + p3) / 2  # met by q3, not by q2
     s = _target(runner, image_folder, tmp_path / "t.npy", "--target-psnr", f"{want:.3f}")
     assert s["quality"] == 3 and s["model"] == "fm-q3" and s["target"]["met"] and s["psnr"] >= want
-    ok(invoke(runner, "compress", image_folder, tmp_path / "q3.npy", "-m", "fm-q3", "--quiet"))
     assert (tmp_path / "t.npy").read_bytes() == (tmp_path / "q3.npy").read_bytes()  # deterministic, same bytes
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "p.npy", "q3.npy", "t.npy"]  # no stage left
-    cap = (tried[1]["bpp"] + tried[2]["bpp"]) / 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "p.npy", "q2.npy", "q3.npy", "t.npy"]
+    cap = (b2 + b3) / 2
     m = _target(runner, image_folder, tmp_path / "m.npy", "--max-bpp", f"{cap:.4f}")
     assert m["quality"] == 2 and m["bpp"] <= cap and m["target"]["met"]
+    both = _target(runner, image_folder, tmp_path / "b.npy", "--target-psnr", f"{want:.3f}", "--max-bpp", f"{cap:.4f}")
+    assert both["quality"] == 2 and both["target"]["missed"] == ["psnr"]  # q3 meets the PSNR but not the cap
     low = _target(runner, image_folder, tmp_path / "l.npy", "--max-bpp", "0.001")
     assert low["quality"] == 1 and low["target"]["missed"] == ["max_bpp"]
     words = invoke(runner, "compress", image_folder, tmp_path / "w.npy", "-m", "fm-q1", "--target-psnr", "99")
     assert "missed (psnr)" in words.stdout and "q4" in words.stdout
+
+
+def test_targets_search_a_variable_rate_models_whole_quality_scale(runner, tmp_path, image_folder):
+    flags = ("--gray",)
+    (_, p40), (_, p41) = (_point(runner, image_folder, tmp_path / f"q{q}.npy", "photov", "-q", str(q), *flags)
+                          for q in (40, 41))
+    assert p41 > p40
+    s = _target(runner, image_folder, tmp_path / "t.npy", "--target-psnr", f"{(p40 + p41) / 2:.4f}", *flags,
+                model="photov")
+    assert s["quality"] == 41 and s["target"]["met"] and len(s["target"]["tried"]) <= 8  # about log2(101) passes
+    assert (tmp_path / "t.npy").read_bytes() == (tmp_path / "q41.npy").read_bytes()
 
 
 def test_targets_are_refused_where_they_cannot_apply(runner, tiny_model, tmp_path, image_folder):
