@@ -2,9 +2,11 @@
 
 Each ``NAME.npy`` was made by ``convae compress`` from the generated images of
 ``tests.test_codec_compat._inputs`` (``gray``: three 28x28 L images; ``rgb``: a 48x40 RGB and an RGBA
-image); expected.json holds the sha256 of those inputs, of every code file and of every decoded PNG.
-The tests decode each file to the same PNGs (also on 1 and on 2 torch threads, and with AVX2 or scalar
-kernels only) and re-encode the inputs to the same code bytes. After a deliberate change (new weights,
+image); expected.json holds the sha256 of those inputs and of every code file, decoded.npz the decoded pixels.
+The tests re-encode the inputs to the same code bytes, on any CPU (the entropy coder's side path is exact),
+and decode each file to the recorded pixels: byte-identical PNGs on 1 and on 2 threads of one machine, and
+within one level on rare pixels across CPUs (with AVX2 or scalar kernels only, or another vendor's: float32
+convolutions round their sums in a CPU-dependent order). After a deliberate change (new weights,
 a new format version), regenerate with ``python scripts/make_golden.py`` and say why in the commit.
 """
 
@@ -17,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.codec_util import invoke, ok
@@ -34,29 +37,58 @@ def _model(variant: str) -> tuple[str, float | None]:
     return name, float(quality) if quality else None
 
 
+MAX_OFF, MAX_OFF_SHARE = 1, 0.001  # across CPUs: no pixel value more than one level off, and at most 0.1 % off
+
+
+def _pixels(folder: Path, prefix: str = "") -> dict[str, np.ndarray]:
+    """Every decoded PNG under ``folder`` as a uint8 array, keyed ``prefix + relative path``."""
+    from PIL import Image
+
+    return {prefix + p.relative_to(folder).as_posix(): np.asarray(Image.open(p))
+            for p in sorted(folder.rglob("*.png"))}
+
+
+def _assert_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    """``got`` holds the recorded images, each with at most ``MAX_OFF_SHARE`` of its values ``MAX_OFF`` off."""
+    assert sorted(got) == sorted(want)
+    for key, image in got.items():
+        assert image.shape == want[key].shape, key
+        off = np.abs(image.astype(np.int16) - want[key])
+        assert off.max() <= MAX_OFF and np.count_nonzero(off) <= MAX_OFF_SHARE * off.size, (
+            f"{key}: {np.count_nonzero(off)} of {off.size} values off, by up to {off.max()}")
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def make_golden(out: Path, work: Path) -> dict:
-    """Write every job's code file into ``out`` and return what expected.json records."""
+    """Write every job's code file and decoded.npz into ``out``; return what expected.json records."""
     from convae.codec.api import compress, decompress
 
     src = _inputs(work / "in")
-    expected: dict = {"inputs": {f: _pngs(src / f) for f in ("gray", "rgb")}, "codes": {}, "outputs": {}}
+    expected: dict = {"inputs": {f: _pngs(src / f) for f in ("gray", "rgb")}, "codes": {}}
+    pixels: dict[str, np.ndarray] = {}
     for name, (folder, variant) in JOBS.items():
         npy = out / f"{name}.npy"
         model, quality = _model(variant)
         compress([src / folder], npy, model=model, quality=quality, force=True)
         decompress(npy, work / name)
         expected["codes"][name] = _sha(npy)
-        expected["outputs"][name] = _pngs(work / name)
+        pixels |= _pixels(work / name, f"{name}/")
+    np.savez_compressed(out / "decoded.npz", **pixels)
     return expected
 
 
 @pytest.fixture(scope="module")
 def expected() -> dict:
     return json.loads((DATA / "expected.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def recorded() -> dict[str, np.ndarray]:
+    with np.load(DATA / "decoded.npz", allow_pickle=False) as npz:
+        return {key: npz[key] for key in npz.files}
 
 
 def test_golden_files_are_small_and_as_recorded(expected):
@@ -66,38 +98,39 @@ def test_golden_files_are_small_and_as_recorded(expected):
 
 
 @pytest.mark.parametrize("name", JOBS)
-def test_golden_codes_decode_bit_exactly(runner, tmp_path, expected, name):
+def test_golden_codes_decode_to_the_recorded_pixels(runner, tmp_path, recorded, name):
     ok(invoke(runner, "decompress", DATA / f"{name}.npy", tmp_path / "out", "--quiet"))
-    assert _pngs(tmp_path / "out") == expected["outputs"][name]
+    want = {k: v for k, v in recorded.items() if k.startswith(f"{name}/")}
+    _assert_close(_pixels(tmp_path / "out", f"{name}/"), want)
 
 
-def test_golden_decode_is_the_same_on_one_and_two_threads(tmp_path, expected):
+def test_golden_decode_is_byte_identical_on_one_and_two_threads(tmp_path):
     import torch
 
     from convae.codec.api import decompress
 
     before = torch.get_num_threads()
     try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            for name in ("fmc", "photoh"):  # the context model and the default model
+        for name in ("fmc", "photoh", "photov-q30"):  # the context model, the default, an interpolated level
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
                 decompress(DATA / f"{name}.npy", tmp_path / f"{name}-{threads}")
-                assert _pngs(tmp_path / f"{name}-{threads}") == expected["outputs"][name], (name, threads)
+            assert _pngs(tmp_path / f"{name}-1") == _pngs(tmp_path / f"{name}-2"), name
     finally:
         torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("isa", [("AVX2", "avx2"), ("SSE41", "default")], ids=["avx2", "scalar"])
-def test_golden_decode_is_the_same_on_other_cpu_paths(tmp_path, expected, isa):
-    """A process limited to AVX2 or to scalar kernels (as on an older CPU) decodes every file to the
-    same PNGs: exp, softplus and sigmoid differ in the last bit between ATen's SIMD and scalar paths."""
+def test_golden_decode_is_close_on_other_cpu_paths(tmp_path, recorded, isa):
+    """A process limited to AVX2 or to scalar kernels (as on an older CPU) decodes every file to the recorded
+    pixels, give or take one level on rare pixels (``portable`` keeps exp, softplus and sigmoid exact)."""
     code = ("import sys; from pathlib import Path; from convae.codec.api import decompress; "
             "[decompress(Path(a), Path(b)) for a, b in zip(sys.argv[1::2], sys.argv[2::2])]")
     args = [str(p) for n in JOBS for p in (DATA / f"{n}.npy", tmp_path / n)]
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa[0], "ATEN_CPU_CAPABILITY": isa[1]}
     r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert {n: _pngs(tmp_path / n) for n in JOBS} == expected["outputs"]
+    _assert_close({k: v for n in JOBS for k, v in _pixels(tmp_path / n, f"{n}/").items()}, recorded)
 
 
 def test_golden_inputs_re_encode_to_the_same_code_bytes(runner, tmp_path, expected):
