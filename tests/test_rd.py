@@ -96,6 +96,9 @@ def test_pipeline_writes_compressai_json_summary_and_plot(tiny_data, tmp_path):
     assert point["model"] == str(weights) and "webp-mosaic" in point["psnr_gain_at_equal_bpp"]
     assert (out / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| convae-fm |" in (out / "summary.md").read_text()
+    assert fm["megapixels_per_image"] == pytest.approx(784 / 1e6)
+    row = next(line for line in (out / "summary.md").read_text().splitlines() if line.startswith("| convae-fm |"))
+    assert row.split("|")[-2].strip() == f"{ours['decoding_time'][0] / (784 / 1e6):.3f}"  # decode s/MP
     assert json.loads((out / "summary.json").read_text())["datasets"].keys() == summary["datasets"].keys()
     logs.clear()
     run_rd(out, fashion, photos, quick=True, fm_models=[str(weights)], photo_models=[], log=logs.append)

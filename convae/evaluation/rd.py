@@ -228,7 +228,8 @@ def run_rd(out: Path, fashion: Path | None, photos: Path | None, limit: int | No
         "quick": quick,
         "limit": limit,
         "datasets": {
-            r.dataset: {"images": len(r.images), "codecs": r.codecs, "deltas": deltas(r)} for r in reports
+            r.dataset: {"images": len(r.images), "megapixels_per_image": _megapixels(r.images), "codecs": r.codecs,
+                        "deltas": deltas(r)} for r in reports
         },
     }
     write_bytes(out / "summary.json", (json.dumps(summary, indent=1) + "\n").encode())
@@ -270,9 +271,10 @@ def markdown(summary: dict[str, Any]) -> str:
     """README-ready tables: every point of every codec, and the Bjøntegaard deltas of convae."""
     lines = []
     for dataset, data in summary["datasets"].items():
-        lines += [f"### {dataset} ({data['images']} images)", "",
-                  "| codec | setting | bpp | PSNR (mean MSE) | mean PSNR | SSIM | encode ms/img | decode ms/img |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        mp = data["megapixels_per_image"]
+        lines += [f"### {dataset} ({data['images']} images, {mp:.3g} MP each on average)", "",
+                  "| codec | setting | bpp | PSNR (mean MSE) | mean PSNR | SSIM | encode ms/img | decode ms/img "
+                  "| encode s/MP | decode s/MP |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for codec, doc in data["codecs"].items():
             r = doc["results"]
             for i, setting in enumerate(r["settings"]):
@@ -282,7 +284,8 @@ def markdown(summary: dict[str, Any]) -> str:
                     label = f"{label} (.npy alone: {r['bpp'][i] * share:.3f} bpp)"
                 lines.append(f"| {codec} | {label} | {r['bpp'][i]:.3f} | {_fmt(r['psnr'][i])} | "
                              f"{_fmt(r['mean_psnr'][i])} | {r['ssim'][i]:.4f} | {1000 * r['encoding_time'][i]:.3f} | "
-                             f"{1000 * r['decoding_time'][i]:.3f} |")
+                             f"{1000 * r['decoding_time'][i]:.3f} | {r['encoding_time'][i] / mp:.3f} | "
+                             f"{r['decoding_time'][i] / mp:.3f} |")
         for family, d in data["deltas"].items():
             if d["bd"]:
                 lines += ["", f"Bjøntegaard deltas of {family} (positive BD-PSNR / negative BD-rate = convae better):",
@@ -295,6 +298,11 @@ def markdown(summary: dict[str, Any]) -> str:
                               f"0.5-2 bpp: {_fmt(d[key])} dB"]
         lines.append("")
     return "\n".join(lines)
+
+
+def _megapixels(images: list[np.ndarray]) -> float:
+    """Mean image size in megapixels (height x width): turns per-image times into seconds per megapixel."""
+    return sum(a.shape[0] * a.shape[1] for a in images) / len(images) / 1e6
 
 
 def _fmt(v: float | None) -> str:
