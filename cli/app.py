@@ -20,8 +20,7 @@ from convae.cli.usage import ConvaeGroup, ConvaeTyper
 
 from convae._imports import torch_loading
 
-DEFAULT_MODEL = "photoh-q2"  # convae.zoo.DEFAULT_MODEL, spelt out so --help needs no library import (tested)
-QUALITIES = "0-3"  # the default family's shipped rates (photoh-q0 ... q3; tested against the zoo)
+DEFAULT_MODEL = "photov"  # convae.zoo.DEFAULT_MODEL, spelt out so --help needs no library import (tested)
 
 app = ConvaeTyper(
     name="convae",
@@ -70,9 +69,9 @@ def _whole_quality(value: float | None) -> float | int | None:
 
 
 QualityOpt = Annotated[float | None, typer.Option(
-    "--quality", "-q", metavar="N", callback=_whole_quality, help=f"Rate within the model's family: N picks "
-    f"NAME-qN ({QUALITIES} for the default {DEFAULT_MODEL.split('-')[0]}, 1-6 for fmc); any number 0-100 for a "
-    "variable-rate model (photov, your own). Higher = better quality, more bytes.")]
+    "--quality", "-q", metavar="N", callback=_whole_quality, help=f"Quality 0-100 (fractions too) for a "
+    f"variable-rate model (the default {DEFAULT_MODEL}, your own); for a shipped family, N picks NAME-qN (photoh "
+    "0-3, fmc 1-6). Higher = better quality, more bytes.")]
 DataOpt = Annotated[str, typer.Option("--data", "-d", metavar="SPEC",
                                       help="fashion-mnist:PATH[:train|test] or a folder of images.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON Lines on stdout (one object per line) instead "
@@ -471,11 +470,8 @@ def eval_cmd(
             return _eval_folder(Path(data), model, quality, bits, limit, grid, json_out)
         with torch_loading():
             from convae.evaluation.evaluate import evaluate
-            from convae.zoo import with_quality
 
-        if quality is not None:
-            model = with_quality(model, quality)
-        result = evaluate(model, data, bits=bits, limit=limit, grid=grid, grid_count=grid_count)
+        result = evaluate(model, data, bits=bits, limit=limit, grid=grid, grid_count=grid_count, quality=quality)
         if json_out:
             print_json(result)
         else:

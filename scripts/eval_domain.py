@@ -3,7 +3,7 @@
 Beside it, in the same run: JPEG, WebP (method 6) and AVIF one file per image and as one mosaic of
 all images (fairer to them on small images, whose file headers dominate); for colour images, AVIF
 with full-resolution colour too (``avif444``: Pillow's AVIF default and every lossy WebP halve the
-colour's resolution); the shipped default family (``photoh-*``) and ``photov`` before training; and,
+colour's resolution); the shipped ``photoh-*`` family and the default ``photov``, before training; and,
 for 28x28 gray images, the Fashion-MNIST ``fmc-*``.
 Every convae point is real compress + decompress (bytes on disk, manifest included; decoded PNGs in
 the images' own mode). Prints the Bjøntegaard deltas as JSON; the full report goes to OUT.
@@ -40,7 +40,7 @@ def main() -> None:
     classical(report, QUALITIES | ({"avif444": QUALITIES["avif"]} if rgb else {}),
               tiled=len({a.shape for a in images}) == 1)
     families = {"convae-trained": [f"{args.weights}@{q}" for q in QUALITIES_TRAINED],
-                "convae-default": shipped("photoh-*"),
+                "convae-photoh": shipped("photoh-*"),
                 "convae-photov": [f"photov@{q}" for q in QUALITIES_TRAINED]}
     if images[0].shape == (28, 28, 1):
         families["convae-fmc"] = shipped("fmc-*")

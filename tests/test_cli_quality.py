@@ -25,7 +25,7 @@ def colour_job(tmp_path, image_folder):
 def test_a_colour_image_is_refused_by_a_gray_model(runner, tiny_model, tmp_path, colour_job):
     err = one_line_error(invoke(runner, "compress", colour_job, tmp_path / "a.npy", "-m", tiny_model), 1,
                          "colour.png")
-    assert "photoh-q2" in err and "--gray" in err and "grayish" not in err
+    assert "photov" in err and "--gray" in err and "grayish" not in err
     assert not list(tmp_path.glob("*.npy"))
 
 
@@ -82,7 +82,7 @@ def test_models_shows_measured_rates_and_the_quality_range(runner):
     assert bpps == sorted(bpps) and 20 < q2["psnr"] < 40
     table = invoke(runner, "models", "photoh-*")
     ok(table)
-    assert "2 (0-3)" in table.stdout and "photoh-q2 *" in table.stdout and "BSDS500" in table.stdout
+    assert "2 (0-3)" in table.stdout and "photoh-q2 *" not in table.stdout and "BSDS500" in table.stdout
 
 
 def _target(runner, image_folder, out, *flags, model="fm-q1"):
@@ -164,3 +164,18 @@ def test_a_family_name_with_a_quality_picks_that_variant(runner, tmp_path, image
 def test_bad_model_or_quality_values_are_one_line_errors(runner, tmp_path, image_folder, args, names):
     one_line_error(invoke(runner, "compress", image_folder, tmp_path / "a.npy", *args), None, names)
     assert not (tmp_path / "a.npy").exists()
+
+
+def test_without_a_model_q_is_the_default_photov_quality_0_to_100(runner, tmp_path):
+    """``-q 40`` alone codes with photov at quality 40, the bytes of ``-m photov -q 40``; higher -q, more bytes."""
+    g = gray(40, 48, 9)
+    save(Image.fromarray(np.dstack([g, g[::-1], np.roll(g, 7, axis=1)])), tmp_path / "in" / "a.png")
+    sizes = {}
+    for q in ("3", "40", "90"):
+        ok(invoke(runner, "compress", tmp_path / "in", tmp_path / f"q{q}.npy", "-q", q, "--quiet"))
+        info = json.loads(invoke(runner, "info", tmp_path / f"q{q}.npy", "--json").stdout)
+        assert (info["variant"], info["quality"]) == ("photov", float(q))
+        sizes[q] = (tmp_path / f"q{q}.npy").stat().st_size
+    assert sizes["3"] < sizes["40"] < sizes["90"]
+    ok(invoke(runner, "compress", tmp_path / "in", tmp_path / "m.npy", "-m", "photov", "-q", "40", "--quiet"))
+    assert (tmp_path / "m.npy").read_bytes() == (tmp_path / "q40.npy").read_bytes()

@@ -25,7 +25,7 @@ PAIRS = {  # name: (input folder, compress options)
     "gray": ("gray", ("-m", "fmh-q2")),
     "gray-raw": ("gray", ("-m", "fmh-q2", "--raw")),
     "gray-shard2of2": ("gray", ("-m", "fmh-q2", "--shard", "2/2")),
-    "rgb": ("rgb", ()),
+    "rgb": ("rgb", ("-m", "photoh-q2")),  # 0.2's default model (today's is photov)
 }
 
 

@@ -112,7 +112,7 @@ def test_a_file_named_like_a_variant_in_the_current_folder_does_not_replace_it(t
     assert not is_weights_path("seed") and not is_weights_path("photoh-q2")
     assert is_weights_path("./seed") and is_weights_path("mine")
     assert load_model("seed").model.variant == "seed"
-    assert load_model(None).source == "photoh-q2"
+    assert load_model(None).source == "photov"
 
 
 def test_user_models_folder_errors_are_one_line_and_a_bad_file_hides_nothing(runner, tmp_path, monkeypatch):

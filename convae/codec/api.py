@@ -34,7 +34,7 @@ from convae.images import Decoded, as_written, batched, max_pixels, output_names
 from convae.quality import variant_quality
 
 Progress = Callable[[int, int], None]  # (images just done, images in the run)
-COLOUR_MODEL = "photoh-q2"  # zoo.DEFAULT_MODEL, named in the refusal of colour images (no zoo import here)
+COLOUR_MODEL = "photov"  # zoo.DEFAULT_MODEL, named in the refusal of colour images (no zoo import here)
 GRAY_TOLERANCE = 2  # channel spread (of 255) up to which an RGB image counts as gray: lossy formats' rounding
 MAX_BATCH_PIXELS = 1 << 22  # pixels per forward pass: bounds activation memory for large images
 __all__ = ["Summary", "compress", "decompress", "parse_shard"]  # parse_shard: for the CLI

@@ -18,16 +18,18 @@ from convae.errors import UsageError
 from convae.images import batched, write_png
 from convae.metrics import Distortion, bits_per_pixel
 from convae.models.base import Autoencoder
-from convae.zoo import load_model
+from convae.zoo import load_at_quality
 
 
 @torch.inference_mode()
 def evaluate(model: str | None, data: str, bits: int | None = None, limit: int | None = None,
-             grid: Path | None = None, grid_count: int = 16, batch_size: int = 500) -> dict[str, Any]:
-    """MSE/PSNR of float latents, MSE/PSNR/SSIM of quantised latents, and entropy-coded bits per pixel."""
+             grid: Path | None = None, grid_count: int = 16, batch_size: int = 500,
+             quality: float | None = None) -> dict[str, Any]:
+    """MSE/PSNR of float latents, MSE/PSNR/SSIM of quantised latents, and entropy-coded bits per pixel
+    (``quality``: a family's -qN variant, or a variable-rate model's -q 0..100)."""
     if limit is not None and limit < 1:
         raise UsageError(f"--limit {limit}: must be at least 1")
-    loaded = load_model(model)
+    loaded = load_at_quality(model, quality)
     net = loaded.model
     q = select_quantizer(net, bits)
     images = _test_images(data, net.in_channels, limit)

@@ -31,7 +31,7 @@ from convae.registry import (
 )
 from convae.weightfile import read_weights
 
-DEFAULT_MODEL = "photoh-q2"
+DEFAULT_MODEL = "photov"  # every rate in one file: -q 0..100 as in JPEG/WebP/AVIF
 
 
 @dataclass(frozen=True)
@@ -135,11 +135,12 @@ def _as_variant(name: str) -> str:
 
 def load_at_quality(name: str | None, quality: float | None) -> LoadedModel:
     """``load_model`` at ``quality``: a shipped family's ``-qN`` variant, or a variable-rate model's ``-q 0..100``."""
-    mine = user_model(name) if name is not None else None
+    name = name or DEFAULT_MODEL
+    mine = user_model(name)
     name = str(mine) if mine is not None else name
-    if quality is not None and name is not None and not is_weights_path(name):
+    if quality is not None and not is_weights_path(name):
         name = _as_variant(name)
-    if quality is not None and name is not None and (is_weights_path(name) or get_spec(name).family is None):
+    if quality is not None and (is_weights_path(name) or get_spec(name).family is None):
         loaded = load_model(name)
         if hasattr(loaded.model, "set_quality"):
             loaded.model.set_quality(quality)
