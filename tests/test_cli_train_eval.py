@@ -135,3 +135,14 @@ def test_real_fashion_mnist_loads():
     sets = load_fashion_mnist(FASHION)
     assert tuple(sets["train"].images.shape) == (60000, 1, 28, 28)
     assert tuple(sets["test"].images.shape) == (10000, 1, 28, 28)
+
+
+def test_eval_q_sets_a_variable_rate_models_quality(runner, tmp_path: Path):
+    """``eval -m photov -q N`` measures photov at quality N: a higher quality, more bits per pixel."""
+    data = write_idx(tmp_path / "fm", make_images(20, seed=6))
+    bpp = {}
+    for q in ("20", "80"):
+        r = runner.invoke(app, ["eval", "-m", "photov", "-q", q, "--data", f"fashion-mnist:{data}", "--json"])
+        assert r.exit_code == 0, r.output
+        bpp[q] = json.loads(r.stdout)["bpp"]
+    assert 0 < bpp["20"] < bpp["80"]
